@@ -1,0 +1,32 @@
+"""leaps: space-time model inversion (LEAPS, "Leaping Into Memories", ICCV 2023).
+
+    import leaps
+    from leaps.models import build_model
+
+    model = build_model("slow_r50", weights="SLOW_8x8_R50.pyth")
+    verifier = build_model("x3d_s", weights="X3D_S.pyth")
+    result = leaps.invert(model, "juggling balls", "stimulus.mp4", verifier=verifier)
+    result.save("out/")
+
+Public API: :func:`invert`, :func:`deepdream`, :func:`activation_maximization`,
+:class:`InversionConfig`, :class:`InversionResult`, and the modules :mod:`leaps.losses`,
+:mod:`leaps.taps`, :mod:`leaps.models`, :mod:`leaps.video`, :mod:`leaps.metrics`.
+"""
+
+from . import losses
+from .baselines import activation_maximization, deepdream
+from .config import InversionConfig
+from .errors import LeapsError
+from .inversion import InversionResult, invert
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InversionConfig",
+    "InversionResult",
+    "LeapsError",
+    "activation_maximization",
+    "deepdream",
+    "invert",
+    "losses",
+]

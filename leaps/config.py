@@ -1,0 +1,82 @@
+"""Settings of one inversion run (Section 4.1 defaults; DeepInversion practice where the paper is silent)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import LeapsError
+from .losses import DISTANCES
+
+OBJECTIVES = ("leaps", "deepdream", "am")
+
+
+@dataclass
+class InversionConfig:
+    """Everything that shapes an inversion. ``None`` means "take the model's preset".
+
+    Optimisation (Section 4.1): Adam, lr 0.2 with cosine decay, 2000 steps, x* of 8 x 224^2.
+    Adam's betas (0.5, 0.9), the random roll (jitter) and flip of x* every step and the
+    clipping of x* to the valid pixel range follow DeepInversion [68], which the paper cites
+    for its optimisation.
+    """
+
+    # what is optimised
+    objective: str = "leaps"          # "leaps" | "deepdream" (CE + TV + l2) | "am" (logit ascent)
+    frames: int = 8                   # T of x*
+    size: int = 224                   # H = W of x*
+    model_input: tuple[int, int] | None = None     # (T, S) the inverted model sees; None: its spec
+    verifier_input: tuple[int, int] | None = None  # (T, S) the verifier sees; None: its spec
+    # optimiser
+    steps: int = 2000
+    lr: float = 0.2
+    betas: tuple[float, float] = (0.5, 0.9)
+    lr_schedule: str = "cosine"       # "cosine" | "constant"
+    warmup_steps: int = 0             # linear lr warm-up before the cosine decay
+    init_scale: float = 1.0           # x* ~ N(0, init_scale^2) in normalised space
+    # DeepInversion-style augmentation and clipping
+    jitter: int | None = None         # max random roll in pixels; None: about 13% of size
+    flip: bool = True                 # random horizontal flip of x* each step
+    clip: bool = True                 # clip x* to the valid [0, 1] pixel range after each step
+    # the LEAPS objective, eq. (4)
+    lambda_first: float | None = None  # priming weight of the first layer (Table S1)
+    lambda_last: float | None = None   # priming weight of the last layer
+    r: float | None = None             # regulariser scale
+    margin: float = 1.0                # delta of eq. (2)
+    distance: str = "jvs"              # "jvs" | "l1" | "l2" | "cos" (Table 2)
+    priming_fraction: float = 1.0      # first floor(f L) layers are primed (Table S2)
+    use_ce: bool = True                # Table 3 ablations: each term on or off
+    use_priming: bool = True
+    use_coherence: bool = True
+    use_feat: bool = True
+    token_grid: tuple[int, int] | None = None  # (T', H'W') of the last layer's tokens, transformers
+    # baselines (Section 4.2)
+    tv_weight: float = 0.1             # DeepDream total variation weight
+    l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
+    # bookkeeping
+    seed: int | None = 0
+    snapshot_every: int = 0            # keep a copy of the video every k steps (0: never)
+    progress: bool = True              # tqdm progress bar
+
+    def replace(self, **changes) -> "InversionConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise LeapsError(f"unknown inversion option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "InversionConfig":
+        if self.objective not in OBJECTIVES:
+            raise LeapsError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.distance not in DISTANCES:
+            raise LeapsError(f"unknown priming distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise LeapsError(f"unknown lr schedule {self.lr_schedule!r}; choose cosine or constant")
+        if self.steps < 1:
+            raise LeapsError("steps must be at least 1")
+        if self.frames < 1 or self.size < 8:
+            raise LeapsError(f"x* must have at least 1 frame and 8 x 8 pixels, got {self.frames} x {self.size}^2")
+        if not 0.0 < self.priming_fraction <= 1.0:
+            raise LeapsError("priming_fraction must be in (0, 1]")
+        if self.lr <= 0:
+            raise LeapsError("lr must be positive")
+        return self

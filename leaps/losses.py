@@ -1,0 +1,239 @@
+"""The LEAPS objective, eq. (4): CE + L_prim + r (R_coh + R_feat), as plain-torch references.
+
+These functions are the ground truth every fused backend is tested against. Each takes a
+``backend`` argument: ``"reference"`` runs the code below; ``"auto"`` picks the fastest backend
+available and, until fused kernels are registered, is the reference.
+
+Conventions
+-----------
+* A *channel-mean vector* mu(z) is the C-length mean of an activation over every axis but batch
+  and channel (space-time for B x C x T x H x W, tokens for B x N x C). :func:`channel_means`
+  computes it.
+* Distances are averaged over the batch, so a batch of B videos costs as much as one video.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import LeapsError, ShapeError
+
+JVS_EPS = 1e-8
+DISTANCES = ("jvs", "l1", "l2", "cos")
+BACKENDS = ("auto", "reference")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise LeapsError(f"unknown loss backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def channel_means(z: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """Mean over every axis except batch (0) and ``channel_dim``: B x C (fp32 or wider)."""
+    if z.dim() < 3:
+        raise ShapeError(f"channel_means expects at least 3 dims (B, C, ...), got {tuple(z.shape)}")
+    channel_dim = channel_dim % z.dim()
+    if channel_dim == 0:
+        raise ShapeError("channel_dim cannot be the batch axis 0")
+    dims = [d for d in range(1, z.dim()) if d != channel_dim]
+    return z.float().mean(dim=dims) if z.dtype in (torch.float16, torch.bfloat16) else z.mean(dim=dims)
+
+
+# --------------------------------------------------------------------------------------------
+# L_prim, eq. (1)
+# --------------------------------------------------------------------------------------------
+
+def jvs(a: torch.Tensor, b: torch.Tensor, eps: float = JVS_EPS) -> torch.Tensor:
+    """Jaccard vector similarity of the rows of ``a`` and ``b`` (extended Jaccard / Tanimoto).
+
+        JVS(a, b) = a.b / (||a||^2 + ||b||^2 - a.b + eps),   eps = 1e-8
+
+    It is 1 for a == b, and it is sensitive to both angle and magnitude (unlike cosine).
+    ``a``, ``b``: ... x C (broadcastable); returns the leading shape.
+    """
+    dot = (a * b).sum(-1)
+    denom = (a * a).sum(-1) + (b * b).sum(-1) - dot
+    return dot / (denom + eps)
+
+
+def feature_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "jvs") -> torch.Tensor:
+    """Per-row distance between channel-mean vectors ``a`` and ``b`` (... x C).
+
+    * ``jvs``: 1 - JVS(a, b)
+    * ``cos``: 1 - cos(a, b)
+    * ``l1``:  ||a - b||_1 / C      (mean absolute difference, so layers of any width weigh alike)
+    * ``l2``:  ||a - b||_2 / sqrt(C) (root-mean-square difference, likewise)
+    """
+    if distance == "jvs":
+        return 1.0 - jvs(a, b)
+    if distance == "cos":
+        return 1.0 - F.cosine_similarity(a, b.expand_as(a), dim=-1, eps=JVS_EPS)
+    if distance == "l1":
+        return (a - b).abs().mean(-1)
+    if distance == "l2":
+        return (a - b).pow(2).mean(-1).clamp_min(1e-24).sqrt()
+    raise LeapsError(f"unknown priming distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+
+
+def linear_layer_weights(num_layers: int, lambda_first: float, lambda_last: float) -> list[float]:
+    """Priming weights lambda_l, linear from lambda_1 to lambda_L (Section S2)."""
+    if num_layers < 1:
+        raise LeapsError("priming needs at least one layer")
+    if num_layers == 1:
+        return [float(lambda_first)]
+    step = (lambda_last - lambda_first) / (num_layers - 1)
+    return [float(lambda_first + i * step) for i in range(num_layers)]
+
+
+def priming_loss(
+    feats_x: Sequence[torch.Tensor],
+    feats_v: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    distance: str = "jvs",
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Model priming, eq. (1): ``(1/L) sum_l lambda_l d(mu_l(x*), mu_l(v))``, averaged over batch.
+
+    ``feats_x[l]``: B x C_l channel means of the synthesised videos at layer l;
+    ``feats_v[l]``: B x C_l or 1 x C_l channel means of the stimulus (or the mean over several
+    stimuli, Section S5); ``weights``: the L priming weights lambda_l.
+    """
+    _check_backend(backend)
+    if not (len(feats_x) == len(feats_v) == len(weights)) or len(feats_x) == 0:
+        raise ShapeError(
+            f"priming_loss needs as many stimulus features and weights as layers "
+            f"(got {len(feats_x)} / {len(feats_v)} / {len(weights)}, at least 1)"
+        )
+    total = feats_x[0].new_zeros((), dtype=torch.float32 if feats_x[0].dtype != torch.float64 else torch.float64)
+    for l, (fx, fv, lam) in enumerate(zip(feats_x, feats_v, weights)):
+        if fx.dim() != 2 or fv.dim() != 2 or fx.shape[1] != fv.shape[1]:
+            raise ShapeError(
+                f"priming layer {l}: expected B x C features for both inputs, got "
+                f"{tuple(fx.shape)} and {tuple(fv.shape)}"
+            )
+        total = total + lam * feature_distance(fx.to(total.dtype), fv.to(total.dtype), distance).mean()
+    return total / len(feats_x)
+
+
+# --------------------------------------------------------------------------------------------
+# R_coh, eq. (2)
+# --------------------------------------------------------------------------------------------
+
+def frames_view(z: torch.Tensor, token_grid: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+    """Reshape a last-layer activation to per-frame slices B x T' x F (F = features per frame).
+
+    * B x C x T x H x W (CNNs): frame t is z[:, :, t].
+    * B x T x H x W x C with ``channels_last=True`` (e.g. Swin3D norm inputs).
+    * B x N x C tokens with ``token_grid=(T', H'W')`` (transformers): the tokens are
+      C x T' x H'W' after the reshape of Section 3.2; leading extra tokens (class token,
+      N - T'H'W' of them) are dropped.
+    """
+    if token_grid is not None:
+        if z.dim() != 3:
+            raise ShapeError(f"token_grid given, expected B x N x C tokens, got {tuple(z.shape)}")
+        t, hw = token_grid
+        extra = z.shape[1] - t * hw
+        if extra < 0:
+            raise ShapeError(f"{z.shape[1]} tokens cannot hold a {t} x {hw} grid")
+        return z[:, extra:, :].reshape(z.shape[0], t, hw * z.shape[2])
+    if z.dim() != 5:
+        raise ShapeError(
+            f"temporal coherence expects B x C x T x H x W (or tokens with token_grid), got {tuple(z.shape)}"
+        )
+    if channels_last:
+        return z.reshape(z.shape[0], z.shape[1], -1)
+    return z.transpose(1, 2).reshape(z.shape[0], z.shape[2], -1)
+
+
+def temporal_coherence_loss(
+    z: torch.Tensor,
+    margin: float = 1.0,
+    *,
+    token_grid: tuple[int, int] | None = None,
+    channels_last: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Temporal coherence, eq. (2), on the last layer's per-frame slices z_t.
+
+    For every frame pair t1 < t2 with D = ||z_t1 - z_t2||_1 / F (mean absolute difference over
+    the F features of a frame, so that the margin delta is on the scale of one activation):
+
+        consecutive (t2 = t1 + 1):  D
+        otherwise:                  max(0, delta - D)
+
+    averaged over all T'(T'-1)/2 pairs and the batch. A single frame gives 0.
+    """
+    _check_backend(backend)
+    frames = frames_view(z, token_grid, channels_last)
+    t = frames.shape[1]
+    if t < 2:
+        return frames.sum() * 0.0
+    acc = frames.float() if frames.dtype in (torch.float16, torch.bfloat16) else frames
+    # B x T x T L1 distances without materialising the B x T x T x F differences.
+    dist = torch.cdist(acc, acc, p=1.0) / acc.shape[-1]
+    i, j = torch.triu_indices(t, t, offset=1, device=z.device)
+    pair = dist[:, i, j]
+    consecutive = (j - i) == 1
+    per_pair = torch.where(consecutive, pair, (margin - pair).clamp_min(0.0))
+    return per_pair.mean()
+
+
+# --------------------------------------------------------------------------------------------
+# R_feat, eq. (3)
+# --------------------------------------------------------------------------------------------
+
+def batch_moments(a: torch.Tensor, channel_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance over every axis but ``channel_dim`` (batch included)."""
+    channel_dim = channel_dim % a.dim()
+    dims = [d for d in range(a.dim()) if d != channel_dim]
+    acc = a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
+    var, mean = torch.var_mean(acc, dim=dims, unbiased=False)
+    return mean, var
+
+
+def bn_statistics_loss(
+    acts: Sequence[torch.Tensor],
+    running_means: Sequence[torch.Tensor],
+    running_vars: Sequence[torch.Tensor],
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Feature diversity, eq. (3), with BatchNorm running statistics as the expectations:
+
+        sum_k ||mu_k(a) - running_mean_k||_2 + ||sigma^2_k(a) - running_var_k||_2
+
+    ``acts[k]``: the input of BN layer k, B x C x ... (channel axis 1); mean and biased
+    variance are taken over every other axis, batch included (as BatchNorm does in training).
+    """
+    _check_backend(backend)
+    if not (len(acts) == len(running_means) == len(running_vars)) or len(acts) == 0:
+        raise ShapeError("bn_statistics_loss needs one running mean and variance per activation (at least 1)")
+    total = None
+    for k, (a, rm, rv) in enumerate(zip(acts, running_means, running_vars)):
+        if a.dim() < 2 or a.shape[1] != rm.numel() or rm.numel() != rv.numel():
+            raise ShapeError(
+                f"BN layer {k}: activation {tuple(a.shape)} does not match running stats of size {rm.numel()}"
+            )
+        mean, var = batch_moments(a, 1)
+        term = torch.linalg.vector_norm(mean - rm.to(mean.dtype)) + torch.linalg.vector_norm(var - rv.to(var.dtype))
+        total = term if total is None else total + term
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline terms (Section 4.2)
+# --------------------------------------------------------------------------------------------
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels along T, H and W of B x C x T x H x W."""
+    if x.dim() != 5:
+        raise ShapeError(f"total_variation expects B x C x T x H x W, got {tuple(x.shape)}")
+    tv = x.new_zeros(())
+    for dim in (2, 3, 4):
+        if x.shape[dim] > 1:
+            tv = tv + x.diff(dim=dim).abs().mean()
+    return tv
