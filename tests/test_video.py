@@ -327,7 +327,7 @@ def test_failed_png_write_keeps_existing_file(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(V.os, "replace", failing_replace)
+    monkeypatch.setattr("leaps._atomic.os.replace", failing_replace)
     with pytest.raises(VideoError, match="disk full"):
         write_contact_sheet(torch.rand(3, 2, 8, 8), target)
     assert target.read_bytes() == before
