@@ -352,8 +352,8 @@ def _preset(cfg: InversionConfig, spec) -> tuple[float, float, float]:
 
 @torch.no_grad()
 def _num_classes(model: nn.Module, net: Network, cfg: InversionConfig, device) -> int:
-    """Number of classes, from the model's output on a tiny probe-free guess or a real forward."""
-    known = getattr(model, "num_classes", None)
+    """Number of classes: recorded by build_model, or read off one forward of a blank video."""
+    known = getattr(model, "leaps_num_classes", None)
     if isinstance(known, int):
         return known
     probe = torch.zeros(1, 3, *net.input_shape((1, 3, cfg.frames, cfg.size, cfg.size)), device=device)

@@ -1,0 +1,28 @@
+"""Video classifiers that LEAPS can invert: a registry of specs plus builders.
+
+Importing this package registers the pytorchvideo and torchvision zoos without importing either
+library; they are imported only when a model is built.
+"""
+
+from leaps.models.registry import (
+    ModelSpec,
+    Preset,
+    build_model,
+    get_spec,
+    list_models,
+    register,
+)
+from leaps.models.weights import load_weights, save_weights
+from leaps.models import pytorchvideo_zoo as _pytorchvideo_zoo  # noqa: F401  (registers)
+from leaps.models import torchvision_zoo as _torchvision_zoo  # noqa: F401  (registers)
+
+__all__ = [
+    "ModelSpec",
+    "Preset",
+    "build_model",
+    "get_spec",
+    "list_models",
+    "load_weights",
+    "register",
+    "save_weights",
+]
