@@ -119,6 +119,17 @@ class InversionResult:
             return None
         return (probs.argmax(1) == torch.tensor(self.targets)).float().mean().item()
 
+    def frame_statistics(self) -> dict[str, list[list[float]]]:
+        """SSIM and PSNR of consecutive frames of each video (Fig. 7); empty for one frame."""
+        from .metrics import frame_psnr, frame_ssim
+
+        if self.video.shape[2] < 2:
+            return {"frame_ssim": [], "frame_psnr": []}
+        return {
+            "frame_ssim": [frame_ssim(v).tolist() for v in self.video],
+            "frame_psnr": [frame_psnr(v).tolist() for v in self.video],
+        }
+
     def save(self, out_dir: str | Path, stem: str = "leaps", fps: int = 8) -> dict[str, Path]:
         """Write the videos (mp4, gif), a contact sheet and history.json; returns the paths."""
         from .video import save_outputs, write_contact_sheet
@@ -133,6 +144,7 @@ class InversionResult:
             "targets": self.targets,
             "top1_model": self.top1("model"),
             "top1_verifier": self.top1("verifier"),
+            **self.frame_statistics(),
             "history": self.history,
         }
         paths["history"] = out / f"{stem}_history.json"

@@ -1,5 +1,6 @@
 """The inversion loop on tiny networks: every option of eq. (4), the baselines, errors."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -208,3 +209,6 @@ def test_snapshots_and_save(tiny_net, tmp_path):
     for key in ("mp4", "gif", "png", "history"):
         assert paths[key].exists() and paths[key].stat().st_size > 0
     assert paths["snapshot_2"].exists()
+    summary = json.loads(paths["history"].read_text())
+    assert len(summary["frame_ssim"]) == 1 and len(summary["frame_ssim"][0]) == 3  # T - 1 pairs
+    assert all(-1.0 <= v <= 1.0 for v in summary["frame_ssim"][0])
