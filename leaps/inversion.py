@@ -320,7 +320,24 @@ def invert(
     verifier_spec=None,
     **options,
 ) -> InversionResult:
-    """Synthesise videos of ``target`` from ``model`` with LEAPS, eq. (4).
+    """Synthesise videos of ``target`` from ``model`` with LEAPS, eq. (4); see :func:`prepare`."""
+    return prepare(model, target, stimulus, verifier, config, spec=spec, verifier_spec=verifier_spec, **options).run()
+
+
+def prepare(
+    model: nn.Module,
+    target,
+    stimulus=None,
+    verifier: nn.Module | None = None,
+    config: InversionConfig | None = None,
+    *,
+    spec=None,
+    verifier_spec=None,
+    **options,
+) -> Inverter:
+    """Set up an inversion (stimulus features, x*, optimiser) without running it.
+
+    Synthesise videos of ``target`` from ``model`` with LEAPS, eq. (4).
 
     model:     a frozen video classifier (e.g. from :func:`leaps.models.build_model`).
     target:    a class index or name, or a list of them: one video per target, in one batch.
@@ -349,7 +366,7 @@ def invert(
         stimulus_feats, layer_count = _stimulus_features(net, _stimulus_groups(stimulus, batch), cfg, device)
 
     objective = _Objective(cfg, net, ver if leaps_objective and cfg.use_feat else None, targets, stimulus_feats, layer_count, preset)
-    return _optimise(cfg, net, ver, objective, targets, device)
+    return Inverter(cfg, net, ver, objective, targets, device)
 
 
 def _preset(cfg: InversionConfig, spec) -> tuple[float, float, float]:
@@ -375,91 +392,114 @@ def _num_classes(model: nn.Module, net: Network, cfg: InversionConfig, device) -
     return out.shape[1]
 
 
-def _optimise(cfg, net: Network, ver: Network | None, objective: _Objective, targets, device) -> InversionResult:
-    from tqdm.auto import tqdm
+class Inverter:
+    """The optimisation state of one inversion, advanced one Adam step at a time.
 
-    batch = len(targets)
-    gen = torch.Generator(device="cpu")
-    if cfg.seed is not None:
-        gen.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    x = (torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size, generator=gen) * cfg.init_scale).to(device)
-    low, high = (0 - net.mean) / net.std, (1 - net.mean) / net.std
-    if cfg.clip:
-        x = torch.max(torch.min(x, high), low)
-    x.requires_grad_(True)
-    optimiser = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
-    history: dict[str, list[float]] = {"loss": [], "lr": []}
-    snapshots: list[tuple[int, torch.Tensor]] = []
+    ``with Inverter(...) as inv: inv.step()`` keeps the taps' hooks registered for the block;
+    :meth:`run` does the whole loop with a progress bar; :meth:`result` packs the outcome.
+    Benchmarks time :meth:`step` directly.
+    """
 
-    def pixels(t: torch.Tensor) -> torch.Tensor:
-        return (t.detach() * net.std + net.mean).clamp(0, 1).cpu()
+    def __init__(self, cfg: InversionConfig, net: Network, ver: Network | None, objective: "_Objective", targets, device):
+        self.cfg, self.net, self.ver, self.objective, self.targets = cfg, net, ver, objective, targets
+        gen = torch.Generator(device="cpu")
+        if cfg.seed is not None:
+            gen.manual_seed(cfg.seed)
+        self.rng = random.Random(cfg.seed)
+        x = torch.randn(len(targets), 3, cfg.frames, cfg.size, cfg.size, generator=gen) * cfg.init_scale
+        self.low, self.high = (0 - net.mean) / net.std, (1 - net.mean) / net.std
+        self.x = x.to(device)
+        self._clip()
+        self.x.requires_grad_(True)
+        self.optimiser = torch.optim.Adam([self.x], lr=cfg.lr, betas=cfg.betas)
+        self.history: dict[str, list[float]] = {"loss": [], "lr": []}
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.steps_done = 0
+        self.model_taps = FeatureTaps(net.module)
+        self.verifier_taps = BatchNormTaps(objective.verifier.module) if objective.verifier is not None else None
 
-    use_verifier_taps = objective.verifier is not None
-    with FeatureTaps(net.module) as model_taps, (
-        BatchNormTaps(ver.module) if use_verifier_taps else _NullTaps()
-    ) as verifier_taps:
-        bar = tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"{cfg.objective}", unit="step", leave=False)
-        for step in bar:
-            lr = cfg.lr * _lr_factor(step, cfg)
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            optimiser.zero_grad(set_to_none=True)
-            terms = objective(_augment(x, cfg, rng), model_taps, verifier_taps if use_verifier_taps else None)
-            loss = sum(terms.values())
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the loss became {value} at step {step} (terms: "
-                    + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                    + "); try a lower lr or a smaller r",
-                    step=step,
-                    last_finite=pixels(x),
-                    history=history,
-                )
-            loss.backward()
-            optimiser.step()
-            if cfg.clip:
-                with torch.no_grad():
-                    x.copy_(torch.max(torch.min(x, high), low))
-            history["loss"].append(value)
-            history["lr"].append(lr)
-            for k, v in terms.items():
-                history.setdefault(k, []).append(float(v.detach()))
-            model_taps.clear()
-            verifier_taps.clear()
-            if cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
-                snapshots.append((step + 1, pixels(x)))
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{value:.3f}")
-        bar.close()
+    def __enter__(self) -> "Inverter":
+        self.model_taps.__enter__()
+        if self.verifier_taps is not None:
+            self.verifier_taps.__enter__()
+        return self
 
-    final = x.detach()
-    model_probs = _probs(net, final)
-    verifier_probs = _probs(ver, _renormalise(final, net, ver)) if ver is not None else None
-    return InversionResult(
-        video=pixels(final),
-        x=final.cpu(),
-        targets=targets.tolist(),
-        history=history,
-        snapshots=snapshots,
-        model_probs=model_probs,
-        verifier_probs=verifier_probs,
-        config=cfg,
-    )
+    def __exit__(self, *exc) -> None:
+        self.model_taps.__exit__(*exc)
+        if self.verifier_taps is not None:
+            self.verifier_taps.__exit__(*exc)
+
+    def _clip(self) -> None:
+        if self.cfg.clip:
+            with torch.no_grad():
+                self.x.copy_(torch.max(torch.min(self.x, self.high), self.low))
+
+    def pixels(self, t: torch.Tensor | None = None) -> torch.Tensor:
+        """x* (or ``t``) mapped back to the [0, 1] pixel range, on the CPU."""
+        t = self.x if t is None else t
+        return (t.detach() * self.net.std + self.net.mean).clamp(0, 1).cpu()
+
+    def step(self) -> float:
+        """One update of x*: augment, forward both networks, eq. (4), backward, Adam, clip."""
+        cfg, step = self.cfg, self.steps_done
+        lr = cfg.lr * _lr_factor(step, cfg)
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+        self.optimiser.zero_grad(set_to_none=True)
+        terms = self.objective(_augment(self.x, cfg, self.rng), self.model_taps, self.verifier_taps)
+        loss = sum(terms.values())
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"the loss became {value} at step {step} (terms: "
+                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                + "); try a lower lr or a smaller r",
+                step=step,
+                last_finite=self.pixels(),
+                history=self.history,
+            )
+        loss.backward()
+        self.optimiser.step()
+        self._clip()
+        self.history["loss"].append(value)
+        self.history["lr"].append(lr)
+        for k, v in terms.items():
+            self.history.setdefault(k, []).append(float(v.detach()))
+        self.model_taps.clear()
+        if self.verifier_taps is not None:
+            self.verifier_taps.clear()
+        self.steps_done += 1
+        if cfg.snapshot_every and self.steps_done % cfg.snapshot_every == 0:
+            self.snapshots.append((self.steps_done, self.pixels()))
+        return value
+
+    def run(self) -> InversionResult:
+        from tqdm.auto import tqdm
+
+        with self:
+            bar = tqdm(range(self.cfg.steps), disable=not self.cfg.progress, desc=self.cfg.objective, unit="step", leave=False)
+            for i in bar:
+                value = self.step()
+                if i % 10 == 0:
+                    bar.set_postfix(loss=f"{value:.3f}")
+            bar.close()
+        return self.result()
+
+    def result(self) -> InversionResult:
+        final = self.x.detach()
+        ver = self.ver
+        return InversionResult(
+            video=self.pixels(final),
+            x=final.cpu(),
+            targets=self.targets.tolist(),
+            history=self.history,
+            snapshots=self.snapshots,
+            model_probs=_probs(self.net, final),
+            verifier_probs=_probs(ver, _renormalise(final, self.net, ver)) if ver is not None else None,
+            config=self.cfg,
+        )
 
 
 @torch.no_grad()
 def _probs(net: Network, x: torch.Tensor) -> torch.Tensor:
     return net.module(net.fit(x)).float().softmax(1).cpu()
-
-
-class _NullTaps:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def clear(self):
-        return None

@@ -212,3 +212,15 @@ def test_snapshots_and_save(tiny_net, tmp_path):
     summary = json.loads(paths["history"].read_text())
     assert len(summary["frame_ssim"]) == 1 and len(summary["frame_ssim"][0]) == 3  # T - 1 pairs
     assert all(-1.0 <= v <= 1.0 for v in summary["frame_ssim"][0])
+
+
+def test_prepare_and_step_matches_invert(tiny_net, tiny_verifier):
+    from leaps.inversion import prepare
+
+    inv = prepare(tiny_net, 2, stimulus(), verifier=tiny_verifier, **FAST)
+    with inv:
+        values = [inv.step() for _ in range(3)]
+    assert sum(len(m._forward_pre_hooks) for m in tiny_net.modules()) == 0
+    direct = leaps.invert(tiny_net, 2, stimulus(), verifier=tiny_verifier, **FAST)
+    assert values == pytest.approx(direct.history["loss"])
+    assert torch.equal(inv.result().video, direct.video)
