@@ -1,0 +1,1 @@
+"""Triton kernels for LEAPS (optional; requires the ``triton`` extra)."""
