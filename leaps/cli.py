@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered models, their input geometry and presets")
 
-    demo = sub.add_parser("demo", help="a short end-to-end inversion on CPU with no downloads")
+    demo = sub.add_parser("demo", help="invert the shipped toy-world model on CPU (about a minute, no downloads)")
     demo.add_argument("--out", default="leaps-out/demo", help="output directory (default leaps-out/demo)")
-    demo.add_argument("--steps", type=int, default=60, help="Adam updates (default 60)")
+    demo.add_argument("--steps", type=int, default=200, help="Adam updates (default 200)")
+    demo.add_argument("--target", default="ring growing", help="toy class to synthesise (default 'ring growing')")
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -212,7 +213,8 @@ def cmd_models(_args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), steps=args.steps, device=_device(args.device), progress=not args.quiet, run=_run)
+    return run_demo(Path(args.out), steps=args.steps, device=_device(args.device), progress=not args.quiet, run=_run,
+                    target=args.target)
 
 
 COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo}

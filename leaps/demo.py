@@ -1,37 +1,47 @@
-"""``leaps demo``: a complete inversion on a CPU in a couple of minutes, with nothing to download.
+"""``leaps demo``: a complete LEAPS inversion on a CPU in about a minute, with nothing to download.
 
-Until trained weights ship with the package, the demo inverts a *randomly initialised* real
-architecture (torchvision's R3D-18, verifier MC3-18) primed by a generated stimulus clip. It
-exercises every part of the pipeline - video I/O, taps, the three LEAPS terms, the verifier,
-outputs - but the video it makes shows what an untrained network responds to. For a trained
-model pass a checkpoint: ``leaps invert --model r3d_18 --weights r3d_18.pth ...``.
+It inverts the toy-world network shipped with the package (``toy_r3d``, trained on procedurally
+generated action videos, see :mod:`leaps.toy`) with the shipped toy verifier (``toy_x3d``) for
+R_feat. R_feat matches the verifier's BatchNorm statistics of a *batch* (as in DeepInversion),
+and a single video cannot have the statistics of a whole dataset, so the requested class is
+synthesised together with one video of every other toy class, each primed by its own freshly
+generated stimulus clip. The requested class comes first: ``leaps_0.mp4`` / ``.gif`` and the top
+row of the contact sheet ``leaps.png``. The same command line inverts a real model:
+``leaps invert --model slow_r50 --weights SLOW_8x8_R50.pyth --target ... --stimulus ...``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEMO_MODEL = "r3d_18"
-DEMO_VERIFIER = "mc3_18"
-DEMO_TARGET = "juggling balls"
-DEMO_FRAMES, DEMO_SIZE = 8, 112
+DEMO_MODEL = "toy_r3d"
+DEMO_VERIFIER = "toy_x3d"
+DEMO_CLASS = "ring growing"
+DEMO_FRAMES, DEMO_SIZE = 8, 64
+DEMO_STIMULUS_SEED = 2023
 
 
-def run_demo(out: Path, *, steps: int, device, progress: bool, run) -> int:
-    import torch
-
+def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS) -> int:
+    from .classes import resolve_target
     from .config import InversionConfig
     from .inversion import invert
-    from .models import build_model
-    from .video import make_test_video, read_video
+    from .models import build_model, get_spec
+    from .toy.data import TOY_CLASSES, generate
+    from .video import read_video, write_video
 
-    stimulus_path = make_test_video(out / "stimulus.mp4", frames=16, size=128)
-    print(f"leaps demo: inverting a randomly initialised {DEMO_MODEL} (verifier {DEMO_VERIFIER}) for "
-          f"'{DEMO_TARGET}', {steps} steps of {DEMO_FRAMES} x {DEMO_SIZE}^2 on {device}; stimulus {stimulus_path}")
-    print("(random weights: no download needed; use `leaps invert --weights PATH` for a trained model)")
-    torch.manual_seed(0)
-    model = build_model(DEMO_MODEL).to(device)
-    verifier = build_model(DEMO_VERIFIER).to(device)
-    stimulus = read_video(stimulus_path, DEMO_FRAMES, DEMO_SIZE)
+    label = resolve_target(target, class_names=TOY_CLASSES)
+    labels = [label] + [c for c in range(len(TOY_CLASSES)) if c != label]
+    stimuli = []
+    for c in labels:
+        path = write_video(generate(c, seed=DEMO_STIMULUS_SEED + c, frames=16, size=DEMO_SIZE),
+                           out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}.mp4", fps=8)
+        stimuli.append(read_video(path, DEMO_FRAMES, DEMO_SIZE))
+    model = build_model(DEMO_MODEL, pretrained=True).to(device)
+    verifier = build_model(DEMO_VERIFIER, pretrained=True).to(device)
+    print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[label]}' (and one video of each "
+          f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
+          f"{DEMO_FRAMES} x {DEMO_SIZE}^2 on {device}; stimuli in {out / 'stimuli'}")
     config = InversionConfig(steps=steps, frames=DEMO_FRAMES, size=DEMO_SIZE, progress=progress)
-    return run(lambda: invert(model, DEMO_TARGET, stimulus, verifier, config), out)
+    code = run(lambda: invert(model, labels, stimuli, verifier, config), out)
+    print(f"'{TOY_CLASSES[label]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
+    return code

@@ -170,6 +170,11 @@ def test_cuda_not_available(capsys, tmp_path, stimulus):
 def test_demo_writes_a_video(capsys, tmp_path):
     code, out, err = run(capsys, "demo", "--steps", "1", "--out", str(tmp_path / "demo"), "--quiet")
     assert code == 0, err
-    for name in ("leaps.mp4", "leaps.gif", "leaps.png", "stimulus.mp4"):
+    for name in ("leaps.mp4", "leaps.gif", "leaps.png", "leaps_0.mp4", "stimuli/06_ring_growing.mp4"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
-    assert "random" in out
+    assert "ring growing" in out and "top-1 of the verifier" in out
+
+
+def test_demo_unknown_class(capsys, tmp_path):
+    code, _, err = run(capsys, "demo", "--steps", "1", "--target", "ring shrinkin", "--out", str(tmp_path), "--quiet")
+    assert_one_error_line(code, err, "ring shrinkin", "ring shrinking")

@@ -60,7 +60,7 @@ def test_registry_contents():
     assert expected <= set(ALL_NAMES)
     assert ALL_NAMES.index("slow_r50") < ALL_NAMES.index("r3d_18")  # registration order
     for spec in list_models():
-        assert spec.source in ("pytorchvideo", "torchvision")
+        assert spec.source in ("pytorchvideo", "torchvision", "toy")
         assert spec.kind in ("cnn", "transformer")
         assert spec.input_geometry == (spec.frames, spec.size, spec.size)
         assert len(spec.mean) == len(spec.std) == 3

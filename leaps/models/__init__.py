@@ -15,6 +15,7 @@ from leaps.models.registry import (
 from leaps.models.weights import load_weights, save_weights
 from leaps.models import pytorchvideo_zoo as _pytorchvideo_zoo  # noqa: F401  (registers)
 from leaps.models import torchvision_zoo as _torchvision_zoo  # noqa: F401  (registers)
+from leaps.models import toy_zoo as _toy_zoo  # noqa: F401  (registers; loads no weights)
 
 __all__ = [
     "ModelSpec",

@@ -58,6 +58,9 @@ class ModelSpec:
     notes: str = ""
     #: Where ``hub`` downloads its checkpoint from, quoted in the offline error message.
     url: str | None = None
+    #: Class names, index = class, for models not trained on Kinetics-400 (``leaps.invert``
+    #: resolves target names with them); None: Kinetics-400 names for 400-class models.
+    class_names: tuple[str, ...] | None = None
 
     @property
     def input_geometry(self) -> tuple[int, int, int]:
@@ -142,7 +145,8 @@ def build_model(
     model.requires_grad_(False)
     # What leaps.invert needs to know about the model travels with it.
     model.leaps_spec = spec
-    model.leaps_num_classes = num_classes
+    # Models with their own class list (the toy world) ignore the Kinetics default of 400.
+    model.leaps_num_classes = len(spec.class_names) if spec.class_names and pretrained else num_classes
     return model
 
 
@@ -154,9 +158,10 @@ def _from_hub(spec: ModelSpec, num_classes: int) -> nn.Module:
             f"pass a checkpoint with weights=PATH / --weights PATH"
             + (f" ({spec.notes})" if spec.notes else "")
         )
-    if num_classes != HUB_NUM_CLASSES:
+    published = len(spec.class_names) if spec.class_names else HUB_NUM_CLASSES
+    if num_classes not in (published, HUB_NUM_CLASSES):
         raise WeightsError(
-            f"the pretrained weights of {spec.name} have {HUB_NUM_CLASSES} classes (Kinetics-400), "
+            f"the pretrained weights of {spec.name} have {published} classes, "
             f"not num_classes={num_classes}; drop --num-classes or pass your own --weights PATH"
         )
     try:

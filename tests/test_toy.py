@@ -1,0 +1,215 @@
+"""The toy world: generator, dataset, stimuli, and the shipped (really trained) toy networks.
+
+CPU only and fast: the accuracy checks classify 500 generated held-out clips per network.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import leaps
+from leaps.models import Preset, build_model, get_spec
+from leaps.models.registry import ModelSpec
+from leaps.toy import TOY_CLASSES, TOY_MEAN, TOY_NETS, TOY_STD, ToyVideos, build_toy_net, generate, generate_batch
+from leaps.toy.checkpoint import read_checkpoint, shipped_path
+from leaps.toy.data import stimulus_name, write_stimuli
+from leaps.video import read_video
+
+TOY_MODELS = [f"toy_{net}" for net in TOY_NETS]
+SHAPES = ("square", "ring", "bar")
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def test_clips():
+    """500 held-out clips (split 'test', never used in training), normalised, with labels."""
+    return ToyVideos("test", 500).batch(range(500))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped toy networks, loaded once for the module."""
+    return {name: build_model(name, pretrained=True) for name in TOY_MODELS}
+
+
+def _index(name: str) -> int:
+    return TOY_CLASSES.index(name)
+
+
+@torch.no_grad()
+def _predict(model, videos01: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(TOY_MEAN).view(1, 3, 1, 1, 1), torch.tensor(TOY_STD).view(1, 3, 1, 1, 1)
+    return model((videos01 - mean) / std).argmax(1)
+
+
+# ---------------------------------------------------------------- classes and generator
+
+
+def test_ten_distinct_classes_each_shape_in_several():
+    assert len(TOY_CLASSES) == len(set(TOY_CLASSES)) == 10
+    shapes = Counter(name.split()[0] for name in TOY_CLASSES)
+    assert set(shapes) == set(SHAPES) and min(shapes.values()) >= 2  # no shape alone gives the class
+
+
+def test_generate_is_deterministic_and_seed_dependent():
+    a, b = generate(3, seed=11), generate(3, seed=11)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, generate(3, seed=12))
+    assert (a - generate(3, seed=12)).abs().mean() > 0.02  # a different video, not just noise
+    assert not torch.equal(a, generate(3, seed=11 + 2**32))  # every bit of a seed counts
+    with pytest.raises(ValueError):
+        generate(3, seed=-1)
+
+
+def test_shape_range_and_custom_geometry():
+    video = generate(0, seed=0)
+    assert video.shape == (3, 8, 64, 64) and video.dtype == torch.float32
+    assert video.min() >= 0 and video.max() <= 1
+    small = generate(8, seed=0, frames=5, size=40)
+    assert small.shape == (3, 5, 40, 40)
+
+
+def test_batch_rendering_equals_one_at_a_time():
+    labels, seeds = [0, 4, 9, 6] * 20, list(range(80))  # more than one internal chunk
+    batch = generate_batch(labels, seeds)
+    for i in (0, 1, 2, 3, 79):
+        assert torch.equal(batch[i], generate(labels[i], seeds[i]))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_first_frame_tells_only_the_shape(shape):
+    """All classes of a shape render the same frame 0 for a seed: one frame cannot tell them apart."""
+    labels = [i for i, name in enumerate(TOY_CLASSES) if name.startswith(shape)]
+    for seed in range(3):
+        videos = generate_batch(labels, [seed] * len(labels))
+        for other in videos[1:]:
+            assert torch.equal(other[:, 0], videos[0][:, 0])
+            assert (other[:, 1:] - videos[0][:, 1:]).abs().amax() > 0.3  # but the motion differs
+
+
+def test_object_contrasts_with_background():
+    from leaps.toy.data import _colours, _draw
+
+    uniforms, _, _ = _draw(range(2000), frames=1, size=8)
+    background, obj = _colours(uniforms)
+    assert (obj.mean(1) - background.mean(1)).abs().min() >= 0.15  # luminance, after tinting
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def test_dataset_is_balanced_deterministic_and_split_specific():
+    data = ToyVideos("train", 200)
+    assert len(data) == 200
+    assert Counter(data.label(i) for i in range(len(data))) == {c: 20 for c in range(10)}
+    video, label = data[13]
+    assert label == 3 and video.shape == (3, 8, 64, 64)
+    assert torch.equal(video, ToyVideos("train", 200)[13][0])
+    assert torch.equal(data.batch([13])[0][0], video)
+    pixels = video * torch.tensor(TOY_STD).view(3, 1, 1, 1) + torch.tensor(TOY_MEAN).view(3, 1, 1, 1)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert not torch.equal(video, ToyVideos("test", 200)[13][0])
+    assert not torch.equal(video, ToyVideos("train", 200, seed=1)[13][0])
+    with pytest.raises(IndexError):
+        data[200]
+    with pytest.raises(ValueError):
+        ToyVideos("holdout")
+
+
+def test_write_stimuli_writes_readable_mp4s(tmp_path):
+    paths = write_stimuli(tmp_path, per_class=1, seed=0)
+    assert [p.name for p in paths] == [f"{stimulus_name(c)}.mp4" for c in range(10)]
+    assert paths[0].name == "00_square_moving_up_0.mp4"
+    clip = read_video(paths[6], frames=8, size=64)
+    assert clip.shape == (3, 8, 64, 64)
+    assert clip.std() > 0.05  # not blank
+
+
+# ---------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("net", list(TOY_NETS))
+def test_networks_are_small_have_batchnorm_and_adaptive_heads(net):
+    model = build_toy_net(net).eval()
+    assert sum(p.numel() for p in model.parameters()) < 500_000
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules()) >= 5
+    with torch.no_grad():
+        for shape in ((1, 3, 8, 64, 64), (2, 3, 4, 48, 80), (1, 3, 16, 112, 112)):
+            assert model(torch.rand(shape)).shape == (shape[0], 10)
+
+
+@pytest.mark.parametrize("name", TOY_MODELS)
+def test_specs_registered_with_class_names(name):
+    spec = get_spec(name)
+    assert spec.source == "toy" and spec.kind == "cnn" and not spec.fixed_size
+    assert spec.input_geometry == (8, 64, 64)
+    assert spec.mean == TOY_MEAN and spec.std == TOY_STD
+    assert spec.class_names == tuple(TOY_CLASSES)
+
+
+def test_toy_presets_follow_table_s1():
+    assert get_spec("toy_r3d").preset == Preset(1.0, 0.3, 7.5e-3)  # 3D R50
+    assert get_spec("toy_x3d").preset == Preset(1.0, 0.1, 1e-3)  # X3D-S
+
+
+def test_class_names_field_is_optional():
+    assert get_spec("slow_r50").class_names is None
+    assert ModelSpec.__dataclass_fields__["class_names"].default is None
+
+
+@pytest.mark.parametrize("net", list(TOY_NETS))
+def test_shipped_checkpoint_metadata(net):
+    path = Path(str(shipped_path(net)))
+    assert path.is_file() and path.stat().st_size < 2_500_000
+    state, meta = read_checkpoint(path)
+    assert meta["classes"] == TOY_CLASSES and meta["net"] == net
+    assert (meta["frames"], meta["size"]) == (8, 64)
+    assert tuple(meta["mean"]) == TOY_MEAN and tuple(meta["std"]) == TOY_STD
+    assert meta["test_accuracy"] >= 0.95 and meta["test_clips"] >= 1000
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+
+
+@pytest.mark.parametrize("name", TOY_MODELS)
+def test_shipped_models_are_accurate_on_held_out_clips(name, shipped, test_clips):
+    model = shipped[name]
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    videos, labels = test_clips
+    with torch.no_grad():
+        accuracy = (model(videos).argmax(1) == labels).float().mean().item()
+    assert accuracy >= 0.95, f"{name}: {accuracy:.3f}"
+
+
+def test_classes_need_motion_time_reversal_swaps_them(shipped):
+    """Reversed in time, a square moving up is a square moving down; a ring growing shrinks."""
+    model = shipped["toy_r3d"]
+    seeds = range(1000, 1030)
+    for forward, backward in (("square moving up", "square moving down"), ("ring growing", "ring shrinking")):
+        clips = generate_batch([_index(forward)] * len(seeds), list(seeds))
+        assert (_predict(model, clips) == _index(forward)).float().mean() >= 0.9
+        assert (_predict(model, clips.flip(2)) == _index(backward)).float().mean() >= 0.9
+
+
+def test_classes_are_mirror_invariant(shipped, test_clips):
+    """LEAPS flips x* left-right while optimising: no toy class may change under a mirror."""
+    videos, labels = test_clips
+    with torch.no_grad():
+        accuracy = (shipped["toy_x3d"](videos.flip(-1)).argmax(1) == labels).float().mean().item()
+    assert accuracy >= 0.95
+
+
+def test_invert_resolves_toy_class_names(shipped):
+    model, verifier = shipped["toy_r3d"], shipped["toy_x3d"]
+    stimulus = generate(_index("ring growing"), seed=5)
+    result = leaps.invert(model, "Ring growing", stimulus, verifier=verifier, frames=8, size=64, steps=2,
+                          progress=False)
+    assert result.targets == [_index("ring growing")]
+    assert result.video.shape == (1, 3, 8, 64, 64)
