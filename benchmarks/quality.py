@@ -1,6 +1,6 @@
 """The paper's quality evaluation (Tables 1, 2, 3 and S2), measured in the toy world.
 
-    python benchmarks/quality.py             # full run (about half an hour on 2 CPU cores)
+    python benchmarks/quality.py             # full run (about 20 minutes on 2 CPU cores)
     python benchmarks/quality.py --quick     # CI-sized run (a couple of minutes)
 
 For every objective, every toy class is synthesised from the shipped toy model (``toy_r3d``)
@@ -173,14 +173,14 @@ def claims(t1: dict[str, Row], t2: dict[str, Row]) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="LEAPS quality tables in the toy world.")
     p.add_argument("--quick", action="store_true", help="CI-sized: 1 seed, few steps")
-    p.add_argument("--seeds", type=int, default=3, help="stimulus / init seeds per class (default 3)")
-    p.add_argument("--steps", type=int, default=300, help="Adam updates per inversion (default 300)")
+    p.add_argument("--seeds", type=int, default=2, help="stimulus / init seeds per class (default 2)")
+    p.add_argument("--steps", type=int, default=200, help="Adam updates per inversion (default 200)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--out", default="benchmarks/results", help="where quality.json / quality.md go")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.steps = 1, 40
+        args.seeds, args.steps = min(args.seeds, 1), min(args.steps, 40)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seeds = list(range(args.seeds))
 

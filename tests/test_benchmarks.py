@@ -1,0 +1,36 @@
+"""The benchmark scripts run end to end (tiny settings; speed and quality numbers live in their output)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_tables_written(tmp_path, capsys):
+    quality = load("quality")
+    assert quality.main(["--quick", "--steps", "2", "--size", "32", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "quality_quick.json").read_text())
+    assert set(data["table_1_3"]) == set(quality.TABLE_1_3)
+    assert set(data["table_2"]) == {"l2", "l1", "cos", "JVS"}
+    assert len(data["table_s2"]) == 5
+    for row in data["table_1_3"].values():
+        assert 0.0 <= row["top1_m"] <= 100.0 and 1.0 - 1e-6 <= row["is_m"][0] <= 10.0 + 1e-6
+    # the real clips are classified by the trained toy model
+    assert data["real"]["top1_m"] >= 90.0
+    md = (tmp_path / "quality_quick.md").read_text()
+    assert "Table 2" in md and "Table S2" in md and "claims" in md
+
+
+def test_step_latency_runs(capsys):
+    load("step_latency").main(["--model", "toy_r3d", "--verifier", "toy_x3d", "--frames", "4", "--size", "32",
+                               "--iters", "2", "--warmup", "1", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "leaps step (reference)" in out and "bare step" in out
