@@ -5,6 +5,15 @@ import torch
 from torch import nn
 
 
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests share a 2-core machine; more threads only add contention.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
 class TinyVideoNet(nn.Module):
     """Conv3d + BatchNorm3d stack with an adaptive head: accepts any T x H x W."""
 

@@ -32,14 +32,6 @@ NUM_CLASSES = 10
 ALL_NAMES = [spec.name for spec in list_models()]
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    # Tests share a 2-core machine; more threads only add contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _test_input(spec: ModelSpec, batch: int = 1) -> torch.Tensor:
     if spec.name == "mvit_v2_s":  # positional sizes are fixed at construction

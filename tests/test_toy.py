@@ -21,13 +21,6 @@ TOY_MODELS = [f"toy_{net}" for net in TOY_NETS]
 SHAPES = ("square", "ring", "bar")
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def test_clips():
