@@ -96,6 +96,36 @@ inline int64_t grain_for(int64_t elems_per_item) {
   return std::max<int64_t>(1, kTile / std::max<int64_t>(1, elems_per_item));
 }
 
+// Both layouts leave C x P partial sums (channel c, partial p at c * P + p); these fold them,
+// in a fixed order, into the mean (first pass) and the corrected mean and variance (second).
+template <typename acc_t>
+void finish_mean(const std::vector<double>& s0, int64_t C, int64_t P, double n, double* mean_out,
+                 std::vector<acc_t>& mean_acc) {
+  for (int64_t c = 0; c < C; ++c) {
+    double t = 0.0;
+    for (int64_t p = 0; p < P; ++p) t += s0[c * P + p];
+    mean_out[c] = t / n;
+    mean_acc[c] = static_cast<acc_t>(mean_out[c]);
+  }
+}
+
+template <typename acc_t>
+void finish_moments(const std::vector<double>& s1, const std::vector<double>& s2,
+                    const std::vector<acc_t>& mean_acc, int64_t C, int64_t P, double n,
+                    double* mean_out, double* var_out) {
+  for (int64_t c = 0; c < C; ++c) {
+    double a = 0.0;
+    double b = 0.0;
+    for (int64_t p = 0; p < P; ++p) {
+      a += s1[c * P + p];
+      b += s2[c * P + p];
+    }
+    const double shift = a / n;  // mean correction: sum(x - m) / n
+    mean_out[c] = static_cast<double>(mean_acc[c]) + shift;
+    var_out[c] = std::max(0.0, (b - a * shift) / n);
+  }
+}
+
 template <typename scalar_t>
 void channel_moments_kernel(
     const scalar_t* data,
@@ -140,12 +170,7 @@ void channel_moments_kernel(
         s0[item] = acc;
       }
     });
-    for (int64_t c = 0; c < C; ++c) {
-      double t = 0.0;
-      for (int64_t p = 0; p < P; ++p) t += s0[c * P + p];
-      mean_out[c] = t / n;
-      mean_acc[c] = static_cast<acc_t>(mean_out[c]);
-    }
+    finish_mean(s0, C, P, n, mean_out, mean_acc);
     at::parallel_for(0, C * P, grain, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         double a = 0.0;
@@ -157,17 +182,7 @@ void channel_moments_kernel(
         s2[item] = b;
       }
     });
-    for (int64_t c = 0; c < C; ++c) {
-      double a = 0.0;
-      double b = 0.0;
-      for (int64_t p = 0; p < P; ++p) {
-        a += s1[c * P + p];
-        b += s2[c * P + p];
-      }
-      const double shift = a / n;  // mean correction: sum(x - m) / n
-      mean_out[c] = static_cast<double>(mean_acc[c]) + shift;
-      var_out[c] = std::max(0.0, (b - a * shift) / n);
-    }
+    finish_moments(s1, s2, mean_acc, C, P, n, mean_out, var_out);
     return;
   }
 
@@ -212,12 +227,7 @@ void channel_moments_kernel(
       for (int64_t c = 0; c < nc; ++c) s0[(c0 + c) * P + obi] = da[c];
     }
   });
-  for (int64_t c = 0; c < C; ++c) {
-    double t = 0.0;
-    for (int64_t p = 0; p < P; ++p) t += s0[c * P + p];
-    mean_out[c] = t / n;
-    mean_acc[c] = static_cast<acc_t>(mean_out[c]);
-  }
+  finish_mean(s0, C, P, n, mean_out, mean_acc);
   at::parallel_for(0, n_ob * n_cb, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> fa(cb), fb(cb);
     std::vector<double> da(cb), db(cb);
@@ -265,17 +275,7 @@ void channel_moments_kernel(
       }
     }
   });
-  for (int64_t c = 0; c < C; ++c) {
-    double a = 0.0;
-    double b = 0.0;
-    for (int64_t p = 0; p < P; ++p) {
-      a += s1[c * P + p];
-      b += s2[c * P + p];
-    }
-    const double shift = a / n;
-    mean_out[c] = static_cast<double>(mean_acc[c]) + shift;
-    var_out[c] = std::max(0.0, (b - a * shift) / n);
-  }
+  finish_moments(s1, s2, mean_acc, C, P, n, mean_out, var_out);
 }
 
 std::tuple<at::Tensor, at::Tensor> channel_moments_cpu(const at::Tensor& x, int64_t channel_dim) {
