@@ -243,6 +243,8 @@ class _Objective:
         lam1, lamL, r = preset
         self.weights = losses.linear_layer_weights(layer_count, lam1, lamL) if layer_count else []
         self.r = r
+        # Decided once: torch.equal on device tensors would sync the host on every step.
+        self.same_normalisation = verifier is not None and _same_normalisation(model, verifier)
 
     def __call__(self, x: torch.Tensor, model_taps: FeatureTaps, verifier_taps: BatchNormTaps | None):
         cfg = self.cfg
@@ -264,7 +266,8 @@ class _Objective:
         if cfg.use_coherence:
             terms["coh"] = self.r * self._coherence(model_taps, x_model.shape)
         if cfg.use_feat and self.verifier is not None:
-            self.verifier.module(self.verifier.fit(_renormalise(x, self.model, self.verifier)))
+            x_verifier = x if self.same_normalisation else _renormalise(x, self.model, self.verifier)
+            self.verifier.module(self.verifier.fit(x_verifier))
             means, variances = verifier_taps.running_stats()
             terms["feat"] = self.r * losses.bn_statistics_loss(verifier_taps.activations(), means, variances)
         return {k: v for k, v in terms.items() if v is not None}
@@ -284,9 +287,13 @@ class _Objective:
         return losses.temporal_coherence_loss(z, self.cfg.margin, token_grid=grid, channels_last=channels_last)
 
 
+def _same_normalisation(a: Network, b: Network) -> bool:
+    return torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
+
+
 def _renormalise(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
     """Move x from src's normalised space to dst's (through pixel space)."""
-    if torch.equal(src.mean, dst.mean) and torch.equal(src.std, dst.std):
+    if _same_normalisation(src, dst):
         return x
     return (x * src.std + src.mean - dst.mean) / dst.std
 
