@@ -224,7 +224,9 @@ setup(
     long_description=_readme(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["leaps", "leaps.*", "kernels", "kernels.*"]),
+    # kernels/ (Triton) installs as leaps.kernels: a top-level "kernels" package would collide.
+    packages=find_packages(include=["leaps", "leaps.*"]) + ["leaps.kernels"],
+    package_dir={"leaps.kernels": "kernels"},
     package_data={"leaps": ["data/*.txt", "data/*.pt"]},
     include_package_data=False,
     install_requires=["torch>=2.4", "numpy", "av>=12", "tqdm"],

@@ -1,8 +1,9 @@
 """The LEAPS objective, eq. (4): CE + L_prim + r (R_coh + R_feat), as plain-torch references.
 
-These functions are the ground truth every fused backend is tested against. Each takes a
-``backend`` argument: ``"reference"`` runs the code below; ``"auto"`` picks the fastest backend
-available and, until fused kernels are registered, is the reference.
+These functions are the ground truth every fused backend is tested against. The terms that
+read activations take a ``backend`` argument: ``"reference"`` runs the code below, ``"triton"``
+and ``"cuda"`` the fused kernels (:mod:`leaps.ops`, :mod:`leaps.fused`), and ``"auto"`` the
+fastest one available for the tensors given (see :func:`leaps.ops.resolve_backend`).
 
 Conventions
 -----------
@@ -19,11 +20,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import fused, ops
 from .errors import LeapsError, ShapeError
+from .ops import BACKENDS
 
 JVS_EPS = 1e-8
 DISTANCES = ("jvs", "l1", "l2", "cos")
-BACKENDS = ("auto", "reference")
 
 
 def _check_backend(backend: str) -> None:
@@ -101,6 +103,10 @@ def priming_loss(
     ``feats_x[l]``: B x C_l channel means of the synthesised videos at layer l;
     ``feats_v[l]``: B x C_l or 1 x C_l channel means of the stimulus (or the mean over several
     stimuli, Section S5); ``weights``: the L priming weights lambda_l.
+
+    This works on channel-mean vectors, which are too small for kernels to matter: every
+    backend runs the code below. The fused path starts from the activations:
+    :func:`priming_loss_from_activations`.
     """
     _check_backend(backend)
     if not (len(feats_x) == len(feats_v) == len(weights)) or len(feats_x) == 0:
@@ -117,6 +123,40 @@ def priming_loss(
             )
         total = total + lam * feature_distance(fx.to(total.dtype), fv.to(total.dtype), distance).mean()
     return total / len(feats_x)
+
+
+def priming_loss_from_activations(
+    acts: Sequence[torch.Tensor],
+    stimulus_means: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    distance: str = "jvs",
+    *,
+    channel_dims: Sequence[int] | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """eq. (1) straight from the primed layers' activations ``acts`` (B x C x ... each).
+
+    Same value as ``priming_loss([channel_means(a, d) for a, d in ...], ...)``; the fused
+    backends compute every layer's channel means in one launch and write every layer's
+    gradient (a per-channel constant over space-time) in one launch on the way back.
+    ``channel_dims[l]``: the channel axis of ``acts[l]`` (1, or -1 for B x N x C tokens).
+    """
+    if distance not in DISTANCES:
+        raise LeapsError(f"unknown priming distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    dims = list(channel_dims) if channel_dims is not None else [1] * len(acts)
+    if not (len(acts) == len(stimulus_means) == len(weights) == len(dims)) or len(acts) == 0:
+        raise ShapeError(
+            f"priming needs as many stimulus features, weights and channel axes as layers "
+            f"(got {len(acts)} / {len(stimulus_means)} / {len(weights)} / {len(dims)}, at least 1)"
+        )
+    which = ops.resolve_backend(backend, acts[0])
+    if which == "reference":
+        return priming_loss([channel_means(a, d) for a, d in zip(acts, dims)], stimulus_means, weights, distance)
+    rows = [ops.as_rows(a, d) for a, d in zip(acts, dims)]
+    for l, (r, m) in enumerate(zip(rows, stimulus_means)):
+        if m.dim() != 2 or m.shape[1] != r.shape[1] or m.shape[0] not in (1, r.shape[0]):
+            raise ShapeError(f"priming layer {l}: stimulus means {tuple(m.shape)} do not fit {r.shape[1]} channels")
+    return fused.priming_loss(rows, stimulus_means, weights, distance, which)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,6 +189,27 @@ def frames_view(z: torch.Tensor, token_grid: tuple[int, int] | None = None, chan
     return z.transpose(1, 2).reshape(z.shape[0], z.shape[2], -1)
 
 
+def frames_view_4d(z: torch.Tensor, token_grid: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+    """Like :func:`frames_view`, as B x T' x P x Q with P*Q = F, a view wherever the layout allows.
+
+    The fused kernels index frames through strides, so NCDHW (P = C, Q = H*W), channels_last_3d
+    and tokens (P = H'W', Q = C) need no copy, where the 3-D frames_view may have to gather.
+    """
+    if token_grid is not None:
+        if z.dim() != 3:
+            raise ShapeError(f"token_grid given, expected B x N x C tokens, got {tuple(z.shape)}")
+        t, hw = token_grid
+        if z.shape[1] < t * hw:
+            raise ShapeError(f"{z.shape[1]} tokens cannot hold a {t} x {hw} grid")
+        return z[:, z.shape[1] - t * hw:, :].unflatten(1, (t, hw))
+    if z.dim() != 5:
+        raise ShapeError(
+            f"temporal coherence expects B x C x T x H x W (or tokens with token_grid), got {tuple(z.shape)}"
+        )
+    frames = z if channels_last else z.transpose(1, 2)  # B x T x (H x W x C | C x H x W)
+    return frames.flatten(3)  # a view unless the last two axes cannot merge
+
+
 def temporal_coherence_loss(
     z: torch.Tensor,
     margin: float = 1.0,
@@ -167,7 +228,12 @@ def temporal_coherence_loss(
 
     averaged over all T'(T'-1)/2 pairs and the batch. A single frame gives 0.
     """
-    _check_backend(backend)
+    which = ops.resolve_backend(backend, z)
+    if which != "reference":
+        frames = frames_view_4d(z, token_grid, channels_last)
+        if frames.shape[1] < 2:
+            return frames.sum() * 0.0
+        return fused.temporal_coherence_loss(frames, margin, which)
     frames = frames_view(z, token_grid, channels_last)
     t = frames.shape[1]
     if t < 2:
@@ -209,15 +275,18 @@ def bn_statistics_loss(
     ``acts[k]``: the input of BN layer k, B x C x ... (channel axis 1); mean and biased
     variance are taken over every other axis, batch included (as BatchNorm does in training).
     """
-    _check_backend(backend)
     if not (len(acts) == len(running_means) == len(running_vars)) or len(acts) == 0:
         raise ShapeError("bn_statistics_loss needs one running mean and variance per activation (at least 1)")
-    total = None
     for k, (a, rm, rv) in enumerate(zip(acts, running_means, running_vars)):
         if a.dim() < 2 or a.shape[1] != rm.numel() or rm.numel() != rv.numel():
             raise ShapeError(
                 f"BN layer {k}: activation {tuple(a.shape)} does not match running stats of size {rm.numel()}"
             )
+    which = ops.resolve_backend(backend, acts[0])
+    if which != "reference":
+        return fused.bn_statistics_loss([ops.as_rows(a, 1) for a in acts], running_means, running_vars, which)
+    total = None
+    for a, rm, rv in zip(acts, running_means, running_vars):
         mean, var = batch_moments(a, 1)
         term = torch.linalg.vector_norm(mean - rm.to(mean.dtype)) + torch.linalg.vector_norm(var - rv.to(var.dtype))
         total = term if total is None else total + term

@@ -1,0 +1,290 @@
+"""The fused LEAPS primitives as PyTorch custom ops with autograd, and the backend choice.
+
+Two primitives carry every activation-sized byte of the LEAPS terms; everything else works on
+vectors of per-channel statistics (see :mod:`leaps.losses`):
+
+* ``channel_stats(xs, with_m2)``: for a list of ``B x C x S`` activations, the mean (and the
+  centred sum of squares M2) of every row (layer, b, c), as one flat fp32 vector each
+  (index ``off_l + b*C_l + c``). Its gradient is ``alpha + beta * x`` per row, one launch.
+* ``frame_l1(z)``: for a ``B x T x P x Q`` last layer, the per-frame mean L1 distances
+  ``D[b, i, j]`` (fp32). Its gradient is a sum of signs weighted by ``dL/dD``, one launch.
+
+Backends (``backend=``):
+
+* ``"triton"``: kernels in ``kernels/`` (``leaps.kernels``), registered here as
+  ``torch.ops.leaps.triton_*``. CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``.
+* ``"cuda"``: the C++ extension ``leaps._C`` (``torch.ops.leaps.channel_stats`` ...), with CUDA
+  kernels and CPU kernels; its Meta kernels serve torch.compile.
+* ``"reference"``: plain torch (used by :mod:`leaps.losses` directly, not by these ops).
+* ``"auto"``: for CUDA tensors cuda > triton > reference, degrading with one warning when a
+  compiled extension or Triton is missing; for CPU tensors the reference (fused kernels are a
+  GPU optimisation). Never fails at import.
+
+Both backends share one autograd formula, registered for each op, so ``torch.compile`` (no
+graph breaks: the ops are opaque) and CUDA-graph capture (no host syncs) work with either.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import warnings
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _ext
+from .errors import LeapsError, ShapeError
+
+BACKENDS = ("auto", "reference", "triton", "cuda")
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+# --------------------------------------------------------------------------------------------
+# Views: any activation as B x C x S, any last layer as B x T x P x Q, without copies
+# --------------------------------------------------------------------------------------------
+
+def as_rows(a: Tensor, channel_dim: int = 1) -> Tensor:
+    """``a`` as a ``B x C x S`` view (S = every axis but batch and channel).
+
+    NCDHW, channels_last_3d and B x N x C tokens (channel_dim=-1) are views; a layout whose
+    non-channel axes cannot be merged into one stride is copied.
+    """
+    if a.dim() < 2:
+        raise ShapeError(f"expected an activation with batch and channel axes, got {tuple(a.shape)}")
+    channel_dim = channel_dim % a.dim()
+    if channel_dim == 0:
+        raise ShapeError("the channel axis cannot be the batch axis 0")
+    moved = a.movedim(channel_dim, 1)
+    if moved.dim() == 2:
+        return moved.unsqueeze(2)
+    try:
+        return moved.view(moved.shape[0], moved.shape[1], -1)
+    except RuntimeError:  # axes not mergeable (e.g. a strided slice of a channels-last tensor)
+        return moved.reshape(moved.shape[0], moved.shape[1], -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Backend choice
+# --------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _triton_runs_on(device: torch.device) -> bool:
+    return triton_importable() and (device.type == "cuda" or (device.type == "cpu" and triton_interpreted()))
+
+
+def _cuda_runs_on(device: torch.device) -> bool:
+    if not _ext.available() or not hasattr(torch.ops.leaps, "channel_stats"):
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and _ext.has_cuda())
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def resolve_backend(backend: str, like: Tensor) -> str:
+    """The backend that will run for tensors like ``like``: "reference", "triton" or "cuda".
+
+    Explicit choices that cannot run raise :class:`LeapsError`; ``"auto"`` never raises.
+    """
+    if backend not in BACKENDS:
+        raise LeapsError(f"unknown loss backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    device = like.device
+    if backend == "reference":
+        return backend
+    if backend == "auto":
+        if device.type != "cuda" or like.dtype not in FUSED_DTYPES:
+            return "reference"
+        if _cuda_runs_on(device):
+            return "cuda"
+        if _triton_runs_on(device):
+            _warn_once("leaps: the C++/CUDA extension is not built with CUDA kernels; the fused losses use "
+                       f"Triton ({_ext.BUILD_HINT.split(';')[1].strip()} with LEAPS_BUILD_EXT=cuda for the CUDA ones)")
+            return "triton"
+        _warn_once("leaps: neither the CUDA extension nor Triton is available; the LEAPS losses use the "
+                   "plain-torch reference (slower). Install triton or build the extension.")
+        return "reference"
+    if like.dtype not in FUSED_DTYPES:
+        raise LeapsError(f"backend={backend!r} supports float32, float16 and bfloat16 tensors, got {like.dtype}")
+    if backend == "triton" and not _triton_runs_on(device):
+        if not triton_importable():
+            raise LeapsError("backend='triton' needs the triton package (pip install triton)")
+        raise LeapsError(f"backend='triton' runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1), got {device.type}")
+    if backend == "cuda" and not _cuda_runs_on(device):
+        if not _ext.available():
+            raise LeapsError(f"backend='cuda' needs the compiled extension: {_ext.BUILD_HINT}")
+        raise LeapsError(f"backend='cuda': the compiled extension has no kernels for {device.type} tensors; "
+                         "rebuild with LEAPS_BUILD_EXT=cuda")
+    return backend
+
+
+# --------------------------------------------------------------------------------------------
+# Triton ops
+# --------------------------------------------------------------------------------------------
+
+def _kernels():
+    return importlib.import_module("leaps.kernels")
+
+
+@torch.library.custom_op("leaps::triton_channel_stats", mutates_args=())
+def _triton_channel_stats(xs: list[Tensor], with_m2: bool) -> tuple[Tensor, Tensor]:
+    return _kernels().channel_stats(xs, with_m2)
+
+
+@torch.library.custom_op("leaps::triton_channel_stats_backward", mutates_args=())
+def _triton_channel_stats_backward(xs: list[Tensor], alpha: Tensor, beta: Optional[Tensor]) -> list[Tensor]:
+    return _kernels().channel_stats_backward(xs, alpha, beta)
+
+
+@torch.library.custom_op("leaps::triton_frame_l1", mutates_args=())
+def _triton_frame_l1(z: Tensor) -> Tensor:
+    return _kernels().frame_l1(z)
+
+
+@torch.library.custom_op("leaps::triton_frame_l1_backward", mutates_args=())
+def _triton_frame_l1_backward(z: Tensor, w: Tensor) -> Tensor:
+    return _kernels().frame_l1_backward(z, w)
+
+
+@_triton_channel_stats.register_fake
+def _(xs, with_m2):
+    total = sum(x.shape[0] * x.shape[1] for x in xs)
+    return xs[0].new_empty(total, dtype=torch.float32), xs[0].new_empty(total if with_m2 else 0, dtype=torch.float32)
+
+
+@_triton_channel_stats_backward.register_fake
+def _(xs, alpha, beta):
+    return [torch.empty_like(x) for x in xs]
+
+
+@_triton_frame_l1.register_fake
+def _(z):
+    return z.new_empty((z.shape[0], z.shape[1], z.shape[1]), dtype=torch.float32)
+
+
+@_triton_frame_l1_backward.register_fake
+def _(z, w):
+    return torch.empty_like(z)
+
+
+# --------------------------------------------------------------------------------------------
+# One autograd formula for both backends
+# --------------------------------------------------------------------------------------------
+
+_OPS = {
+    "triton": ("triton_channel_stats", "triton_channel_stats_backward", "triton_frame_l1", "triton_frame_l1_backward"),
+    "cuda": ("channel_stats", "channel_stats_backward", "frame_l1", "frame_l1_backward"),
+}
+
+
+def _op(backend: str, index: int):
+    return getattr(torch.ops.leaps, _OPS[backend][index])
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_sizes_host(sizes: tuple[tuple[int, int, int], ...]) -> Tensor:
+    return torch.cat([torch.full((b * c,), 1.0 / s) for b, c, s in sizes])
+
+
+_inverse_size_cache: dict = {}
+
+
+def _inverse_sizes(xs: Sequence[Tensor]) -> Tensor:
+    """1/S of every row, flat; cached per shape set (no host-to-device copy on later steps)."""
+    sizes = tuple((x.shape[0], x.shape[1], x.shape[2]) for x in xs)
+    key = (xs[0].device, sizes)
+    cached = _inverse_size_cache.get(key)
+    if cached is None:
+        host = _inverse_sizes_host(sizes)
+        cached = host.to(xs[0].device, non_blocking=False)
+        _inverse_size_cache[key] = cached
+    return cached
+
+
+def _stats_setup(backend: str):
+    def setup_context(ctx, inputs, output):
+        xs, with_m2 = inputs
+        mean, _ = output
+        ctx.with_m2 = with_m2
+        ctx.num = len(xs)
+        ctx.save_for_backward(*xs, mean)
+
+    def backward(ctx, g_mean, g_m2):
+        *xs, mean = ctx.saved_tensors
+        if g_mean is None:
+            g_mean = torch.zeros_like(mean)
+        alpha = g_mean * _inverse_sizes(xs)
+        beta = None
+        if ctx.with_m2 and g_m2 is not None:
+            # d M2 / dx = 2 (x - mean): alpha gets -2 g mean, beta 2 g.
+            alpha = alpha - 2.0 * g_m2 * mean
+            beta = 2.0 * g_m2
+        return _op(backend, 1)(list(xs), alpha, beta), None
+
+    return setup_context, backward
+
+
+def _frame_setup(backend: str):
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    def backward(ctx, g_d):
+        (z,) = ctx.saved_tensors
+        return _op(backend, 3)(z, g_d + g_d.transpose(1, 2))
+
+    return setup_context, backward
+
+
+def _register_autograd(backend: str) -> None:
+    names = _OPS[backend]
+    setup, backward = _stats_setup(backend)
+    torch.library.register_autograd(f"leaps::{names[0]}", backward, setup_context=setup)
+    setup, backward = _frame_setup(backend)
+    torch.library.register_autograd(f"leaps::{names[2]}", backward, setup_context=setup)
+
+
+_register_autograd("triton")
+_registered_cuda = False
+
+
+def _ensure_cuda_autograd() -> None:
+    """The C++ ops exist only once leaps._C is loaded; attach the autograd formula then, once."""
+    global _registered_cuda
+    if not _registered_cuda and _ext.available() and hasattr(torch.ops.leaps, "channel_stats"):
+        _register_autograd("cuda")
+        _registered_cuda = True
+
+
+# --------------------------------------------------------------------------------------------
+# Differentiable entry points
+# --------------------------------------------------------------------------------------------
+
+def channel_stats(xs: Sequence[Tensor], with_m2: bool, backend: str) -> tuple[Tensor, Tensor]:
+    """Row means (and M2) of the ``B x C x S`` tensors ``xs`` with a fused backend, differentiable."""
+    if backend == "cuda":
+        _ensure_cuda_autograd()
+    return _op(backend, 0)(list(xs), with_m2)
+
+
+def frame_l1(z: Tensor, backend: str) -> Tensor:
+    """Per-frame mean L1 distances ``B x T x T`` of a ``B x T x P x Q`` view, differentiable."""
+    if backend == "cuda":
+        _ensure_cuda_autograd()
+    return _op(backend, 2)(z)
