@@ -34,6 +34,8 @@ def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     g.add_argument("--no-clip", action="store_true", help="do not clip x* to the valid pixel range")
     g.add_argument("--snapshot-every", type=int, default=0, help="save a contact sheet every K steps")
+    g.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
+                   help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -125,6 +127,7 @@ def _config_from_args(args):
         use_coherence=not args.no_coherence,
         use_feat=not args.no_feat,
         seed=args.seed,
+        backend=args.backend,
         snapshot_every=args.snapshot_every,
         progress=not args.quiet,
     ).validate()

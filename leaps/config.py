@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .errors import LeapsError
 from .losses import DISTANCES
+from .ops import BACKENDS
 
 OBJECTIVES = ("leaps", "deepdream", "am")
 
@@ -53,6 +54,8 @@ class InversionConfig:
     # baselines (Section 4.2)
     tv_weight: float = 0.1             # DeepDream total variation weight
     l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
+    # engine
+    backend: str = "auto"              # loss kernels: "auto" | "reference" | "triton" | "cuda" (leaps.ops)
     # bookkeeping
     seed: int | None = 0
     snapshot_every: int = 0            # keep a copy of the video every k steps (0: never)
@@ -69,6 +72,8 @@ class InversionConfig:
             raise LeapsError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.distance not in DISTANCES:
             raise LeapsError(f"unknown priming distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
+        if self.backend not in BACKENDS:
+            raise LeapsError(f"unknown loss backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise LeapsError(f"unknown lr schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.steps < 1:

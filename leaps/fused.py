@@ -26,14 +26,7 @@ def _segment_sum(data: Tensor, lengths: Tensor) -> Tensor:
     return torch.segment_reduce(data, "sum", lengths=lengths, unsafe=True)
 
 
-_layouts: dict = {}
-
-
-def _cached(key, build):
-    value = _layouts.get(key)
-    if value is None:
-        value = _layouts[key] = build()
-    return value
+_cached = ops.cached_constants
 
 
 def _to(device, *tensors):

@@ -261,15 +261,20 @@ class _Objective:
             terms["l2"] = cfg.l2_weight * x.pow(2).mean()
             return {k: v for k, v in terms.items() if v is not None}
         if cfg.use_priming:
-            feats = model_taps.channel_means()[: self.layer_count]
-            terms["prim"] = losses.priming_loss(feats, self.stimulus_feats, self.weights, cfg.distance)
+            n = self.layer_count
+            terms["prim"] = losses.priming_loss_from_activations(
+                model_taps.activations()[:n], self.stimulus_feats, self.weights, cfg.distance,
+                channel_dims=model_taps.channel_dims()[:n], backend=cfg.backend,
+            )
         if cfg.use_coherence:
             terms["coh"] = self.r * self._coherence(model_taps, x_model.shape)
         if cfg.use_feat and self.verifier is not None:
             x_verifier = x if self.same_normalisation else _renormalise(x, self.model, self.verifier)
             self.verifier.module(self.verifier.fit(x_verifier))
             means, variances = verifier_taps.running_stats()
-            terms["feat"] = self.r * losses.bn_statistics_loss(verifier_taps.activations(), means, variances)
+            terms["feat"] = self.r * losses.bn_statistics_loss(
+                verifier_taps.activations(), means, variances, backend=cfg.backend
+            )
         return {k: v for k, v in terms.items() if v is not None}
 
     def _coherence(self, taps: FeatureTaps, input_shape) -> torch.Tensor:
@@ -284,7 +289,9 @@ class _Objective:
                 "token_grid=(T', H'W') for transformer tokens, or disable temporal coherence"
             )
         channels_last = grid is None and isinstance(module, nn.LayerNorm)
-        return losses.temporal_coherence_loss(z, self.cfg.margin, token_grid=grid, channels_last=channels_last)
+        return losses.temporal_coherence_loss(
+            z, self.cfg.margin, token_grid=grid, channels_last=channels_last, backend=self.cfg.backend
+        )
 
 
 def _same_normalisation(a: Network, b: Network) -> bool:

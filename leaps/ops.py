@@ -26,7 +26,6 @@ graph breaks: the ops are opaque) and CUDA-graph capture (no host syncs) work wi
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import os
@@ -71,9 +70,11 @@ def as_rows(a: Tensor, channel_dim: int = 1) -> Tensor:
 # Backend choice
 # --------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+_TRITON_IMPORTABLE = importlib.util.find_spec("triton") is not None  # looks, does not import
+
+
 def triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_IMPORTABLE
 
 
 def triton_interpreted() -> bool:
@@ -198,24 +199,33 @@ def _op(backend: str, index: int):
     return getattr(torch.ops.leaps, _OPS[backend][index])
 
 
-@functools.lru_cache(maxsize=64)
-def _inverse_sizes_host(sizes: tuple[tuple[int, int, int], ...]) -> Tensor:
-    return torch.cat([torch.full((b * c,), 1.0 / s) for b, c, s in sizes])
+_constant_cache: dict = {}
 
 
-_inverse_size_cache: dict = {}
+def _tracing() -> bool:
+    """True under torch.compile / AOT tracing, where tensors made now are fake and must not be kept."""
+    return torch.compiler.is_compiling() or torch._guards.detect_fake_mode() is not None
+
+
+def cached_constants(key, build):
+    """``build()`` (small index/scale tensors that depend only on shapes), memoised per ``key`` so
+    that later eager steps make no host-to-device copy; rebuilt, never stored, while tracing."""
+    if _tracing():
+        return build()
+    value = _constant_cache.get(key)
+    if value is None:
+        value = _constant_cache[key] = build()
+    return value
 
 
 def _inverse_sizes(xs: Sequence[Tensor]) -> Tensor:
-    """1/S of every row, flat; cached per shape set (no host-to-device copy on later steps)."""
+    """1/S of every row, flat."""
     sizes = tuple((x.shape[0], x.shape[1], x.shape[2]) for x in xs)
-    key = (xs[0].device, sizes)
-    cached = _inverse_size_cache.get(key)
-    if cached is None:
-        host = _inverse_sizes_host(sizes)
-        cached = host.to(xs[0].device, non_blocking=False)
-        _inverse_size_cache[key] = cached
-    return cached
+    device = xs[0].device
+    return cached_constants(
+        ("inverse_sizes", device, sizes),
+        lambda: torch.cat([torch.full((b * c,), 1.0 / s) for b, c, s in sizes]).to(device),
+    )
 
 
 def _stats_setup(backend: str):
@@ -270,6 +280,10 @@ def _ensure_cuda_autograd() -> None:
     if not _registered_cuda and _ext.available() and hasattr(torch.ops.leaps, "channel_stats"):
         _register_autograd("cuda")
         _registered_cuda = True
+
+
+# At import, not at first use: register_autograd cannot run inside a torch.compile trace.
+_ensure_cuda_autograd()
 
 
 # --------------------------------------------------------------------------------------------

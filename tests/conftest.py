@@ -1,7 +1,15 @@
 """Shared fixtures: tiny but real video networks that run in milliseconds on a CPU."""
 
-import pytest
+import os
+
 import torch
+
+# Without a GPU the Triton kernels run in Triton's interpreter (on small shapes). It must be
+# switched on before triton is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 from torch import nn
 
 
