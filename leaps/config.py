@@ -10,6 +10,7 @@ from .losses import DISTANCES
 from .ops import BACKENDS
 
 OBJECTIVES = ("leaps", "deepdream", "am")
+AMP_MODES = (None, "bf16", "fp16")
 
 
 @dataclass
@@ -56,6 +57,13 @@ class InversionConfig:
     l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
     # engine
     backend: str = "auto"              # loss kernels: "auto" | "reference" | "triton" | "cuda" (leaps.ops)
+    amp: str | None = None             # autocast: None (fp32/TF32) | "bf16" | "fp16" (with loss scaling)
+    compile: bool | str = False        # torch.compile the objective (forward, losses); a str names the backend
+    cuda_graph: bool = False           # capture the whole step (fwd, bwd, Adam, augmentation) and replay it
+    checkpoint: bool = False           # activation checkpointing of the networks' stages
+    channels_last: bool = False        # channels_last_3d networks and x*
+    fast: bool = False                 # pick the engine options that measured fastest on this device
+    sync_every: int = 0                # read losses back to the host every k steps (0: 1 eager, 25 fast engine)
     # bookkeeping
     seed: int | None = 0
     snapshot_every: int = 0            # keep a copy of the video every k steps (0: never)
@@ -82,6 +90,10 @@ class InversionConfig:
             raise LeapsError(f"x* must have at least 1 frame and 8 x 8 pixels, got {self.frames} x {self.size}^2")
         if not 0.0 < self.priming_fraction <= 1.0:
             raise LeapsError("priming_fraction must be in (0, 1]")
+        if self.amp not in AMP_MODES:
+            raise LeapsError(f"unknown amp mode {self.amp!r}; choose bf16, fp16 or None")
+        if self.sync_every < 0:
+            raise LeapsError("sync_every must be >= 0")
         if self.lr <= 0:
             raise LeapsError("lr must be positive")
         return self

@@ -10,9 +10,9 @@ are read at their normalisation layers through :mod:`leaps.taps`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
+from . import engine, losses
 from .config import InversionConfig
 from .errors import LeapsError, NonFiniteLossError, ShapeError
 from .taps import BatchNormTaps, FeatureTaps
@@ -210,26 +210,6 @@ def _stimulus_groups(stimulus, batch: int) -> list[list]:
 # the loop
 # --------------------------------------------------------------------------------------------
 
-def _lr_factor(step: int, cfg: InversionConfig) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * (step - cfg.warmup_steps) / span))
-
-
-def _augment(x: torch.Tensor, cfg: InversionConfig, rng: random.Random) -> torch.Tensor:
-    """DeepInversion augmentation: random roll along H and W, random horizontal flip."""
-    jitter = cfg.jitter if cfg.jitter is not None else max(1, round(0.13 * cfg.size))
-    if jitter > 0:
-        dy, dx = rng.randint(-jitter, jitter), rng.randint(-jitter, jitter)
-        x = torch.roll(x, shifts=(dy, dx), dims=(3, 4))
-    if cfg.flip and rng.random() < 0.5:
-        x = torch.flip(x, dims=(4,))
-    return x
-
-
 class _Objective:
     """Computes the terms of the chosen objective for one batch of x*."""
 
@@ -245,6 +225,17 @@ class _Objective:
         self.r = r
         # Decided once: torch.equal on device tensors would sync the host on every step.
         self.same_normalisation = verifier is not None and _same_normalisation(model, verifier)
+
+    def term_names(self) -> list[str]:
+        """The terms :meth:`__call__` returns, in order (fixed by the config)."""
+        cfg = self.cfg
+        if cfg.objective == "am":
+            return ["logit", "l2"]
+        if cfg.objective == "deepdream":
+            return ["ce", "tv", "l2"]
+        wanted = [("ce", cfg.use_ce), ("prim", cfg.use_priming), ("coh", cfg.use_coherence),
+                  ("feat", cfg.use_feat and self.verifier is not None)]
+        return [name for name, on in wanted if on]
 
     def __call__(self, x: torch.Tensor, model_taps: FeatureTaps, verifier_taps: BatchNormTaps | None):
         cfg = self.cfg
@@ -269,7 +260,7 @@ class _Objective:
         if cfg.use_coherence:
             terms["coh"] = self.r * self._coherence(model_taps, x_model.shape)
         if cfg.use_feat and self.verifier is not None:
-            x_verifier = x if self.same_normalisation else _renormalise(x, self.model, self.verifier)
+            x_verifier = x if self.same_normalisation else _to_normalisation(x, self.model, self.verifier)
             self.verifier.module(self.verifier.fit(x_verifier))
             means, variances = verifier_taps.running_stats()
             terms["feat"] = self.r * losses.bn_statistics_loss(
@@ -298,11 +289,13 @@ def _same_normalisation(a: Network, b: Network) -> bool:
     return torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
 
 
-def _renormalise(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
+def _to_normalisation(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
     """Move x from src's normalised space to dst's (through pixel space)."""
-    if _same_normalisation(src, dst):
-        return x
     return (x * src.std + src.mean - dst.mean) / dst.std
+
+
+def _renormalise(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
+    return x if _same_normalisation(src, dst) else _to_normalisation(x, src, dst)
 
 
 @torch.no_grad()
@@ -409,97 +402,202 @@ def _num_classes(model: nn.Module, net: Network, cfg: InversionConfig, device) -
 class Inverter:
     """The optimisation state of one inversion, advanced one Adam step at a time.
 
-    ``with Inverter(...) as inv: inv.step()`` keeps the taps' hooks registered for the block;
-    :meth:`run` does the whole loop with a progress bar; :meth:`result` packs the outcome.
-    Benchmarks time :meth:`step` directly.
+    ``with Inverter(...) as inv: inv.step()`` keeps the taps' hooks (and stage checkpointing)
+    in place for the block; :meth:`run` does the whole loop with a progress bar; :meth:`result`
+    packs the outcome. Benchmarks time :meth:`step` directly.
+
+    One step (:meth:`_step_body`) needs nothing from the host: it reads its lr and augmentation
+    through a device step counter, logs its loss terms to a device buffer and updates x* with
+    the fused Adam. Eagerly it runs as is; with ``cuda_graph`` it is captured once, after a few
+    warm-up steps, and replayed. The host reads the log every ``sync_every`` steps, which is
+    also when NaN/inf is detected.
     """
 
     def __init__(self, cfg: InversionConfig, net: Network, ver: Network | None, objective: "_Objective", targets, device):
+        cfg = engine.resolve_engine(cfg, device)
         self.cfg, self.net, self.ver, self.objective, self.targets = cfg, net, ver, objective, targets
+        self.device = device
         gen = torch.Generator(device="cpu")
         if cfg.seed is not None:
             gen.manual_seed(cfg.seed)
-        self.rng = random.Random(cfg.seed)
         x = torch.randn(len(targets), 3, cfg.frames, cfg.size, cfg.size, generator=gen) * cfg.init_scale
         self.low, self.high = (0 - net.mean) / net.std, (1 - net.mean) / net.std
         self.x = x.to(device)
+        if cfg.channels_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last_3d)
+            for network in (net, objective.verifier):
+                if network is not None:
+                    network.module.to(memory_format=torch.channels_last_3d)
         self._clip()
         self.x.requires_grad_(True)
-        self.optimiser = torch.optim.Adam([self.x], lr=cfg.lr, betas=cfg.betas)
+        self.schedule = engine.Schedule.build(cfg, device)
+        self.lr = self.schedule.lr[0].clone()  # the tensor Adam reads; each step copies its row in
+        self.optimiser = torch.optim.Adam([self.x], lr=self.lr, betas=cfg.betas, fused=True)
+        self.scaler = engine.LossScaler(device) if cfg.amp == "fp16" else None
+        self.term_names = objective.term_names()
+        self._log = torch.full((cfg.steps, 1 + len(self.term_names)), math.nan, device=device)
+        self._step_t = torch.zeros((), dtype=torch.long, device=device)
+        self._forward = self._loss_terms
+        if cfg.compile:
+            self._forward = torch.compile(self._loss_terms, dynamic=False,
+                                          backend=cfg.compile if isinstance(cfg.compile, str) else "inductor")
+        self._graph = None
+        self._side_stream = torch.cuda.Stream(device) if cfg.cuda_graph else None
         self.history: dict[str, list[float]] = {"loss": [], "lr": []}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.steps_done = 0
+        self._synced = 0
+        self._last_good = self.x.detach().clone()
         self.model_taps = FeatureTaps(net.module)
         self.verifier_taps = BatchNormTaps(objective.verifier.module) if objective.verifier is not None else None
+        self._stack = None
+
+    # -- context: taps and checkpointing --------------------------------------------------------
 
     def __enter__(self) -> "Inverter":
-        self.model_taps.__enter__()
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.model_taps)
         if self.verifier_taps is not None:
-            self.verifier_taps.__enter__()
+            stack.enter_context(self.verifier_taps)
+        if self.cfg.checkpoint:
+            nets = [self.net.module] + ([self.objective.verifier.module] if self.objective.verifier is not None else [])
+            stack.enter_context(engine.checkpointed(nets))
+        self._stack = stack
         return self
 
     def __exit__(self, *exc) -> None:
-        self.model_taps.__exit__(*exc)
-        if self.verifier_taps is not None:
-            self.verifier_taps.__exit__(*exc)
+        if self._stack is not None:
+            self._stack.__exit__(*exc)
+            self._stack = None
+
+    def _taps(self):
+        return [t for t in (self.model_taps, self.verifier_taps) if t is not None]
+
+    # -- one step -------------------------------------------------------------------------------
 
     def _clip(self) -> None:
         if self.cfg.clip:
             with torch.no_grad():
-                self.x.copy_(torch.max(torch.min(self.x, self.high), self.low))
+                torch.maximum(torch.minimum(self.x, self.high), self.low, out=self.x)
 
     def pixels(self, t: torch.Tensor | None = None) -> torch.Tensor:
         """x* (or ``t``) mapped back to the [0, 1] pixel range, on the CPU."""
         t = self.x if t is None else t
         return (t.detach() * self.net.std + self.net.mean).clamp(0, 1).cpu()
 
-    def step(self) -> float:
-        """One update of x*: augment, forward both networks, eq. (4), backward, Adam, clip."""
-        cfg, step = self.cfg, self.steps_done
-        lr = cfg.lr * _lr_factor(step, cfg)
-        for group in self.optimiser.param_groups:
-            group["lr"] = lr
-        self.optimiser.zero_grad(set_to_none=True)
-        terms = self.objective(_augment(self.x, cfg, self.rng), self.model_taps, self.verifier_taps)
-        loss = sum(terms.values())
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the loss became {value} at step {step} (terms: "
-                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                + "); try a lower lr or a smaller r",
-                step=step,
-                last_finite=self.pixels(),
-                history=self.history,
-            )
-        loss.backward()
+    def _loss_terms(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """[total, term_1, ...] of eq. (4) (or a baseline) for x* augmented by (rows, cols)."""
+        with engine.autocast(self.cfg, self.device):
+            terms = self.objective(engine.augment(x, rows, cols), self.model_taps, self.verifier_taps)
+        values = torch.stack([terms[name].float() for name in self.term_names])
+        return torch.cat([values.sum().view(1), values])
+
+    def _step_body(self) -> None:
+        step = self._step_t.view(1)
+        self.lr.copy_(self.schedule.lr.index_select(0, step).view(()))
+        rows = self.schedule.rows.index_select(0, step).view(-1)
+        cols = self.schedule.cols.index_select(0, step).view(-1)
+        values = self._forward(self.x, rows, cols)
+        self._log.index_copy_(0, step, values.detach().view(1, -1))
+        loss = values[0]
+        for taps in self._taps():
+            taps.recording = False  # checkpointed stages re-run their hooks in backward
+        try:
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale(self.x.grad)
+                self.optimiser.found_inf = self.scaler.found_inf  # the fused Adam skips the update
+            else:
+                loss.backward()
+        finally:
+            for taps in self._taps():
+                taps.recording = True
+                taps.clear()
         self.optimiser.step()
+        if self.scaler is not None:
+            self.scaler.update()
         self._clip()
-        self.history["loss"].append(value)
-        self.history["lr"].append(lr)
-        for k, v in terms.items():
-            self.history.setdefault(k, []).append(float(v.detach()))
-        self.model_taps.clear()
-        if self.verifier_taps is not None:
-            self.verifier_taps.clear()
+        self._step_t.add_(1)
+
+    def _eager_step(self) -> None:
+        self.optimiser.zero_grad(set_to_none=True)
+        self._step_body()
+
+    def _capture(self) -> None:
+        """Record one step as a CUDA graph; later steps replay it (static shapes and addresses)."""
+        torch.cuda.current_stream(self.device).wait_stream(self._side_stream)
+        self.optimiser.zero_grad(set_to_none=True)  # backward in the graph writes a static grad
+        graph = torch.cuda.CUDAGraph()
+        # relaxed: the fused kernels' first use of an address set uploads a small pointer table
+        with torch.cuda.graph(graph, capture_error_mode="relaxed"):
+            self._step_body()
+        self._graph = graph
+
+    def step(self) -> float | None:
+        """One update of x*. Returns the loss when the host read it back this step (every
+        ``sync_every`` steps and at the last one), else None (the step ran ahead on the device)."""
+        cfg = self.cfg
+        if self.steps_done >= cfg.steps:
+            raise LeapsError(f"all {cfg.steps} steps are done")
+        if self._graph is not None:
+            self._graph.replay()
+        elif cfg.cuda_graph and self.steps_done >= engine.GRAPH_WARMUP:
+            self._capture()
+            self._graph.replay()
+        elif cfg.cuda_graph:
+            self._side_stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._side_stream):
+                self._eager_step()
+        else:
+            self._eager_step()
         self.steps_done += 1
+        value = None
+        if self.steps_done % cfg.sync_every == 0 or self.steps_done == cfg.steps:
+            value = self._read_back()
         if cfg.snapshot_every and self.steps_done % cfg.snapshot_every == 0:
             self.snapshots.append((self.steps_done, self.pixels()))
         return value
+
+    def _read_back(self) -> float:
+        """Moves the logged losses of the steps since the last read to the history; raises
+        :class:`NonFiniteLossError` at the first non-finite one."""
+        if self._side_stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self._side_stream)
+        rows = self._log[self._synced:self.steps_done].cpu().tolist()
+        for offset, row in enumerate(rows):
+            step = self._synced + offset
+            if not all(math.isfinite(v) for v in row):
+                raise NonFiniteLossError(
+                    f"the loss became {row[0]} at step {step} (terms: "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in zip(self.term_names, row[1:]))
+                    + "); try a lower lr or a smaller r",
+                    step=step,
+                    last_finite=self.pixels(self._last_good),
+                    history=self.history,
+                )
+            self.history["loss"].append(row[0])
+            self.history["lr"].append(self.schedule.lr_host[step])
+            for name, v in zip(self.term_names, row[1:]):
+                self.history.setdefault(name, []).append(v)
+        self._synced = self.steps_done
+        self._last_good.copy_(self.x.detach())
+        return rows[-1][0]
 
     def run(self) -> InversionResult:
         from tqdm.auto import tqdm
 
         with self:
             bar = tqdm(range(self.cfg.steps), disable=not self.cfg.progress, desc=self.cfg.objective, unit="step", leave=False)
-            for i in bar:
+            for _ in bar:
                 value = self.step()
-                if i % 10 == 0:
-                    bar.set_postfix(loss=f"{value:.3f}")
+                if value is not None:
+                    bar.set_postfix(loss=f"{value:.3f}", refresh=False)
             bar.close()
         return self.result()
 
     def result(self) -> InversionResult:
+        if self._synced < self.steps_done:
+            self._read_back()
         final = self.x.detach()
         ver = self.ver
         return InversionResult(

@@ -50,10 +50,12 @@ class FeatureTaps:
             raise LeapsError(f"{type(model).__name__} has no normalisation layers to tap")
         self._inputs: list[torch.Tensor | None] = [None] * len(self.layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.recording = True  # False while activation checkpointing recomputes in backward
 
     def _hook(self, index: int):
         def record(_module, args):
-            self._inputs[index] = args[0]
+            if self.recording:
+                self._inputs[index] = args[0]
         return record
 
     def __enter__(self) -> "FeatureTaps":
