@@ -34,8 +34,17 @@ def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     g.add_argument("--no-clip", action="store_true", help="do not clip x* to the valid pixel range")
     g.add_argument("--snapshot-every", type=int, default=0, help="save a contact sheet every K steps")
-    g.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
+    e = p.add_argument_group("engine (speed; every option gives the same result as the plain eager loop)")
+    e.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
                    help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
+    e.add_argument("--fast", action="store_true", help="the fastest measured combination for the device")
+    e.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast (fp16 with loss scaling)")
+    e.add_argument("--compile", action="store_true", help="torch.compile the objective")
+    e.add_argument("--cuda-graph", action="store_true", help="capture the whole step as a CUDA graph (CUDA only)")
+    e.add_argument("--checkpoint", action="store_true", help="activation checkpointing of the networks' stages")
+    e.add_argument("--channels-last", action="store_true", help="channels_last_3d networks and x*")
+    e.add_argument("--sync-every", type=int, default=0,
+                   help="read the losses back (and check for NaN) every K steps (default 1, 25 with --fast/--cuda-graph)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -128,6 +137,13 @@ def _config_from_args(args):
         use_feat=not args.no_feat,
         seed=args.seed,
         backend=args.backend,
+        fast=args.fast,
+        amp=args.amp,
+        compile=args.compile,
+        cuda_graph=args.cuda_graph,
+        checkpoint=args.checkpoint,
+        channels_last=args.channels_last,
+        sync_every=args.sync_every,
         snapshot_every=args.snapshot_every,
         progress=not args.quiet,
     ).validate()

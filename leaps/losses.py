@@ -233,6 +233,8 @@ def temporal_coherence_loss(
         frames = frames_view_4d(z, token_grid, channels_last)
         if frames.shape[1] < 2:
             return frames.sum() * 0.0
+        which = ops.frame_backend(which, backend, frames)
+    if which != "reference":
         return fused.temporal_coherence_loss(frames, margin, which)
     frames = frames_view(z, token_grid, channels_last)
     t = frames.shape[1]

@@ -136,6 +136,20 @@ def resolve_backend(backend: str, like: Tensor) -> str:
     return backend
 
 
+CUDA_MAX_FRAMES = 64  # the CUDA frame_l1 kernels keep a frame tile per frame in shared memory
+
+
+def frame_backend(which: str, requested: str, frames: Tensor) -> str:
+    """``which`` for ``frame_l1`` of ``B x T x P x Q`` frames, or the next backend when the CUDA
+    kernels cannot take T frames (``auto``); an explicit ``cuda`` request then raises."""
+    if which != "cuda" or frames.device.type != "cuda" or frames.shape[1] <= CUDA_MAX_FRAMES:
+        return which
+    if requested == "cuda":
+        raise LeapsError(f"backend='cuda' computes temporal coherence for at most {CUDA_MAX_FRAMES} frames of the "
+                         f"last layer, got {frames.shape[1]}; use backend='triton' or 'auto'")
+    return "triton" if _triton_runs_on(frames.device) else "reference"
+
+
 # --------------------------------------------------------------------------------------------
 # Triton ops
 # --------------------------------------------------------------------------------------------

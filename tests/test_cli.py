@@ -178,3 +178,21 @@ def test_demo_writes_a_video(capsys, tmp_path):
 def test_demo_unknown_class(capsys, tmp_path):
     code, _, err = run(capsys, "demo", "--steps", "1", "--target", "ring shrinkin", "--out", str(tmp_path), "--quiet")
     assert_one_error_line(code, err, "ring shrinkin", "ring shrinking")
+
+
+def test_engine_options_reach_the_loop(capsys, tmp_path, stimulus):
+    code, _, err = run(capsys, "invert", "--model", "toy_r3d", "--pretrained", "--target", "0", "--stimulus", stimulus,
+                       "--verifier", "toy_x3d", "--verifier-pretrained", "--checkpoint", "--channels-last", "--amp", "bf16",
+                       "--sync-every", "2", "--out", str(tmp_path / "e"), "--steps", "3", "--frames", "4", "--size", "32",
+                       "--quiet")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "e" / "leaps_history.json").read_text())
+    assert len(summary["history"]["loss"]) == 3
+
+
+def test_cuda_graph_without_gpu_is_one_error_line(capsys, tmp_path, stimulus):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, _, err = run(capsys, "invert", "--model", "r3d_18", "--target", "0", "--stimulus", stimulus,
+                       "--cuda-graph", "--out", str(tmp_path), *SMALL)
+    assert_one_error_line(code, err, "cuda_graph")

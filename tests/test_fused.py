@@ -293,3 +293,14 @@ def test_inversion_with_fused_backend_follows_the_reference(backend, device, net
     for key in ("loss", "prim", "coh", "feat"):
         assert runs[1].history[key] == pytest.approx(runs[0].history[key], rel=1e-4, abs=1e-6), key
     torch.testing.assert_close(runs[1].video, runs[0].video, rtol=1e-4, atol=1e-4)
+
+
+def test_long_clips_leave_the_cuda_frame_kernel():
+    from types import SimpleNamespace
+
+    long_clip = SimpleNamespace(shape=(1, ops.CUDA_MAX_FRAMES + 1, 2, 2), device=torch.device("cuda"))
+    assert ops.frame_backend("cuda", "auto", long_clip) == ("triton" if HAS_TRITON else "reference")
+    with pytest.raises(LeapsError, match="at most 64 frames"):
+        ops.frame_backend("cuda", "cuda", long_clip)
+    short_clip = SimpleNamespace(shape=(1, 8, 2, 2), device=torch.device("cuda"))
+    assert ops.frame_backend("cuda", "auto", short_clip) == "cuda"

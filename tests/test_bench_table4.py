@@ -1,0 +1,114 @@
+"""benchmarks/table4.py runs end to end at tiny CPU settings, and its baseline formulations are real losses."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from leaps.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    key = f"benchmarks_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ["--models", "toy_r3d", "--verifier", "toy_x3d", "--geometries", "4x32", "--batch", "1",
+        "--iters", "1", "--warmup", "0", "--device", "cpu"]
+# torch.compile (and fast=True, which may pick it) take minutes on a CPU: left to the GPU runs.
+ROWS = ["bare", "official", "naive", "leaps-reference", "leaps-fused", "leaps-fused+cuda_graph", "leaps-combo"]
+
+
+def test_table4_tiny_cpu(tmp_path, capsys):
+    table4 = load("table4")
+    out_json, out_md = tmp_path / "t4.json", tmp_path / "t4.md"
+    assert table4.main(TINY + ["--rows", *ROWS, "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    data = json.loads(out_json.read_text())
+    assert data["paper_table4"]["slow_r50"]["rows"]["8x224"]["latency"] == "0.832 / 1.205"
+    (block,) = data["results"]
+    assert (block["model"], block["frames"], block["size"], block["batch"]) == ("toy_r3d", 4, 32, 1)
+    rows = block["rows"]
+    assert list(rows) == ROWS
+    for name in ("bare", "official", "naive", "leaps-reference", "leaps-fused"):
+        row = rows[name]
+        assert row["status"] == "ok", (name, row["reason"])
+        assert row["step_ms"]["median"] > 0 and row["inference_ms"]["median"] > 0
+        assert row["step_vs_bare"] > 0 and row["official_speedup"] > 0 and row["videos_per_hour"] > 0
+        assert row["peak_step_gib"] is None  # no CUDA memory on a CPU
+    assert rows["bare"]["step_vs_bare"] == pytest.approx(1.0)
+    assert rows["official"]["official_speedup"] == pytest.approx(1.0)
+    step_s = rows["naive"]["step_ms"]["median"] / 1000
+    assert rows["naive"]["videos_per_hour"] == pytest.approx(3600 / (2000 * step_s))
+    for name in ("leaps-fused+cuda_graph", "leaps-combo"):
+        assert rows[name]["status"] == "n/a" and rows[name]["reason"]
+    assert block["best_leaps"]["row"] in ("leaps-reference", "leaps-fused")
+    out = capsys.readouterr().out
+    assert "n/a (CUDA graphs need a CUDA device)" in out and "0.832 / 1.205" in out and "official/row" in out
+    md = out_md.read_text()
+    assert "| official |" in md and "Paper Table 4" in md
+
+
+def test_failing_row_does_not_stop_the_sweep(tmp_path):
+    table4 = load("table4")
+    table4.LEAPS_ROWS["leaps-broken"] = {"backend": "no-such-backend"}
+    try:
+        setting = table4._Setting("toy_r3d", build_model("toy_r3d"), build_model("toy_x3d"), 4, 32, 1,
+                                  torch.device("cpu"), 1, 0)
+        row = table4.run_row("leaps-broken", setting, table4.LEAPS_ROWS["leaps-broken"])
+    finally:
+        del table4.LEAPS_ROWS["leaps-broken"]
+    assert row["status"] == "n/a" and "backend" in row["reason"]
+
+
+@pytest.mark.parametrize("name", ["official", "naive"])
+def test_formulation_is_a_real_loss(name):
+    formulations = load("formulations")
+    torch.manual_seed(0)
+    model, verifier = build_model("toy_r3d"), build_model("toy_x3d")
+    stimulus = torch.rand(3, 4, 32, 32)
+    with formulations.build(name, model, verifier, [0, 1], stimulus, frames=4, size=32) as f:
+        loss = f.loss()
+        assert loss.dim() == 0 and math.isfinite(loss.item())
+        loss.backward()
+        grad = f.x.grad
+        assert grad is not None and grad.shape == f.x.shape
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+        before = f.x.detach().clone()
+        f.optimiser.zero_grad(set_to_none=True)
+        f.step()
+        assert math.isfinite(f.last_loss) and not torch.equal(before, f.x.detach())
+        f.inference()
+    # the hooks are gone after the block
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in list(model.modules()) + list(verifier.modules()))
+
+
+def test_official_terms_use_every_layer():
+    """The official hooks compute the mean and the pairwise coherence on every BatchNorm3d."""
+    formulations = load("formulations")
+    model, verifier = build_model("toy_r3d"), build_model("toy_x3d")
+    with formulations.Official(model, verifier, [0], None, frames=4, size=32) as f:
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+        assert len(f.model_hooks) == len(bns) and len(f.prompt_feats) == len(bns)
+        calls = []
+        hook = f.model_hooks[0]
+        original = hook.__class__.__call__
+        hook.__class__.__call__ = lambda self, *a: (calls.append(self), original(self, *a))[1]
+        try:
+            f.loss()
+        finally:
+            hook.__class__.__call__ = original
+        assert len(calls) == len(bns)
+        assert f.model_hooks[-1].coh is not None and f.model_hooks[0].coh is None
+        assert len(f.verifier_hooks) == sum(isinstance(m, torch.nn.BatchNorm3d) for m in verifier.modules())
