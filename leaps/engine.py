@@ -59,7 +59,8 @@ def resolve_engine(cfg: InversionConfig, device: torch.device) -> InversionConfi
 def autocast(cfg: InversionConfig, device: torch.device):
     if cfg.amp is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AMP_DTYPES[cfg.amp])
+    # no cast cache under capture: a cached cast of x* would outlive the captured step
+    return torch.autocast(device.type, dtype=AMP_DTYPES[cfg.amp], cache_enabled=not cfg.cuda_graph)
 
 
 # --------------------------------------------------------------------------------------------

@@ -432,7 +432,7 @@ class Inverter:
         self.x.requires_grad_(True)
         self.schedule = engine.Schedule.build(cfg, device)
         self.lr = self.schedule.lr[0].clone()  # the tensor Adam reads; each step copies its row in
-        self.optimiser = torch.optim.Adam([self.x], lr=self.lr, betas=cfg.betas, fused=True)
+        self.optimiser = torch.optim.Adam([self.x], lr=self.lr, betas=cfg.betas, fused=True, capturable=cfg.cuda_graph)
         self.scaler = engine.LossScaler(device) if cfg.amp == "fp16" else None
         self.term_names = objective.term_names()
         self._log = torch.full((cfg.steps, 1 + len(self.term_names)), math.nan, device=device)
@@ -525,7 +525,6 @@ class Inverter:
 
     def _capture(self) -> None:
         """Record one step as a CUDA graph; later steps replay it (static shapes and addresses)."""
-        torch.cuda.current_stream(self.device).wait_stream(self._side_stream)
         self.optimiser.zero_grad(set_to_none=True)  # backward in the graph writes a static grad
         graph = torch.cuda.CUDAGraph()
         # relaxed: the fused kernels' first use of an address set uploads a small pointer table
@@ -544,10 +543,11 @@ class Inverter:
         elif cfg.cuda_graph and self.steps_done >= engine.GRAPH_WARMUP:
             self._capture()
             self._graph.replay()
-        elif cfg.cuda_graph:
+        elif cfg.cuda_graph:  # warm-up steps run on a side stream, as capture wants
             self._side_stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(self._side_stream):
                 self._eager_step()
+            torch.cuda.current_stream(self.device).wait_stream(self._side_stream)
         else:
             self._eager_step()
         self.steps_done += 1
@@ -561,8 +561,6 @@ class Inverter:
     def _read_back(self) -> float:
         """Moves the logged losses of the steps since the last read to the history; raises
         :class:`NonFiniteLossError` at the first non-finite one."""
-        if self._side_stream is not None:
-            torch.cuda.current_stream(self.device).wait_stream(self._side_stream)
         rows = self._log[self._synced:self.steps_done].cpu().tolist()
         for offset, row in enumerate(rows):
             step = self._synced + offset
