@@ -83,3 +83,16 @@ def tiny_verifier():
 def tiny_token_net():
     torch.manual_seed(2)
     return TinyTokenNet().eval().requires_grad_(False)
+
+
+class NaNAfter(nn.Module):
+    """Wraps a net so that its outputs become NaN from call ``after + 1`` on."""
+
+    def __init__(self, net, after):
+        super().__init__()
+        self.net, self.after, self.calls = net, after, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.net(x)
+        return out * float("nan") if self.calls > self.after else out

@@ -8,6 +8,8 @@ from leaps import engine
 from leaps.errors import LeapsError, NonFiniteLossError
 from leaps.inversion import prepare
 
+from conftest import NaNAfter
+
 GPU = torch.cuda.is_available()
 RUN = dict(steps=5, frames=4, size=16, progress=False, lr=0.05)
 
@@ -151,21 +153,10 @@ def test_engine_options_that_cannot_run_here_raise(tiny_net):
         run(tiny_net, None, amp="fp8")
 
 
-class NaNAt(torch.nn.Module):
-    def __init__(self, net, bad_call):
-        super().__init__()
-        self.net, self.bad_call, self.calls = net, bad_call, 0
-
-    def forward(self, x):
-        self.calls += 1
-        out = self.net(x)
-        return out * float("nan") if self.calls >= self.bad_call else out
-
-
 def test_non_finite_loss_found_at_a_deferred_read(tiny_net):
     # calls 1-2: stimulus and class-count probe; call 3 + s is step s. NaN from step 5 on.
     with pytest.raises(NonFiniteLossError) as info:
-        leaps.invert(NaNAt(tiny_net, 8), 0, stimuli()[0], steps=12, frames=4, size=16, progress=False, sync_every=4)
+        leaps.invert(NaNAfter(tiny_net, 7), 0, stimuli()[0], steps=12, frames=4, size=16, progress=False, sync_every=4)
     err = info.value
     assert err.step == 5 and len(err.history["loss"]) == 5
     assert torch.isfinite(err.last_finite).all()

@@ -12,6 +12,8 @@ from leaps import InversionConfig
 from leaps.errors import LeapsError, NonFiniteLossError, VerifierError
 from leaps.inversion import Network, _renormalise
 
+from conftest import NaNAfter
+
 FAST = dict(steps=3, frames=4, size=16, progress=False)
 
 
@@ -153,17 +155,6 @@ def test_renormalise_between_networks(tiny_net):
     pixels = torch.rand(1, 3, 2, 4, 4)
     x_a = (pixels - a.mean) / a.std
     assert torch.allclose(_renormalise(x_a, a, b), (pixels - b.mean) / b.std, atol=1e-6)
-
-
-class NaNAfter(torch.nn.Module):
-    def __init__(self, net, after):
-        super().__init__()
-        self.net, self.after, self.calls = net, after, 0
-
-    def forward(self, x):
-        self.calls += 1
-        out = self.net(x)
-        return out * float("nan") if self.calls > self.after else out
 
 
 def test_non_finite_loss_is_reported_with_last_video(tiny_net):
