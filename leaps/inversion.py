@@ -501,7 +501,10 @@ class Inverter:
         self._log.index_copy_(0, step, values.detach().view(1, -1))
         loss = values[0]
         for taps in self._taps():
-            taps.recording = False  # checkpointed stages re-run their hooks in backward
+            # Autograd keeps what backward needs; dropping the taps' references now lets
+            # checkpointed stages free the rest. Their hooks re-run in the recomputation: ignore.
+            taps.clear()
+            taps.recording = False
         try:
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -512,7 +515,6 @@ class Inverter:
         finally:
             for taps in self._taps():
                 taps.recording = True
-                taps.clear()
         self.optimiser.step()
         if self.scaler is not None:
             self.scaler.update()
