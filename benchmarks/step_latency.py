@@ -13,31 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from leaps.timing import time_ms as _time
 from leaps.inversion import prepare
 from leaps.models import build_model
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, iters: int, warmup: int, device) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - start))
-    return times
 
 
 def bare_step_fn(model, verifier, x, target, geometry_model, geometry_verifier):

@@ -41,12 +41,12 @@ import platform
 import re
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from leaps.timing import synchronize as _sync, time_ms as _time
 from leaps.inversion import prepare
 from leaps.models import build_model, get_spec
 
@@ -118,24 +118,6 @@ PAPER_UNITS = ("header as printed: Latency (secs) (↓ / ↑ B); the caption rea
 # --------------------------------------------------------------------------------------------
 # timing
 # --------------------------------------------------------------------------------------------
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, iters: int, warmup: int, device: torch.device) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - start))
-    return times
-
 
 def _summary(times: list[float]) -> dict:
     p90 = statistics.quantiles(times, n=10)[-1] if len(times) > 1 else times[0]

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import leaps
-from leaps import InversionConfig
 from leaps.errors import LeapsError, NonFiniteLossError, VerifierError
 from leaps.inversion import Network, _renormalise
 
