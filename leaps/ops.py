@@ -232,10 +232,9 @@ def cached_constants(key, build):
     return value
 
 
-def _inverse_sizes(xs: Sequence[Tensor]) -> Tensor:
-    """1/S of every row, flat."""
-    sizes = tuple((x.shape[0], x.shape[1], x.shape[2]) for x in xs)
-    device = xs[0].device
+def _inverse_sizes(sizes: Sequence[tuple[int, int, int]], device: torch.device) -> Tensor:
+    """1/S of every row of the ``(B, C, S)`` tensors ``sizes``, flat."""
+    sizes = tuple(sizes)
     return cached_constants(
         ("inverse_sizes", device, sizes),
         lambda: torch.cat([torch.full((b * c,), 1.0 / s) for b, c, s in sizes]).to(device),
@@ -247,20 +246,29 @@ def _stats_setup(backend: str):
         xs, with_m2 = inputs
         mean, _ = output
         ctx.with_m2 = with_m2
-        ctx.num = len(xs)
-        ctx.save_for_backward(*xs, mean)
+        ctx.layouts = [(x.shape, x.dtype) for x in xs]
+        # Means alone (L_prim) need no activation in backward: keep none alive.
+        if with_m2:
+            ctx.save_for_backward(*xs, mean)
+        else:
+            ctx.save_for_backward(mean)
 
     def backward(ctx, g_mean, g_m2):
         *xs, mean = ctx.saved_tensors
         if g_mean is None:
             g_mean = torch.zeros_like(mean)
-        alpha = g_mean * _inverse_sizes(xs)
-        beta = None
-        if ctx.with_m2 and g_m2 is not None:
-            # d M2 / dx = 2 (x - mean): alpha gets -2 g mean, beta 2 g.
-            alpha = alpha - 2.0 * g_m2 * mean
-            beta = 2.0 * g_m2
-        return _op(backend, 1)(list(xs), alpha, beta), None
+        sizes = [(shape[0], shape[1], shape[2]) for shape, _ in ctx.layouts]
+        alpha = g_mean * _inverse_sizes(sizes, mean.device)
+        if not (ctx.with_m2 and g_m2 is not None):
+            # d mean / dx = 1/S: a per-row constant, returned as a broadcast view (as torch's own
+            # mean backward does), so no activation-sized tensor is written here; autograd adds
+            # it where the activation's other gradient is formed.
+            rows = alpha.split([b * c for b, c, _ in sizes])
+            return [r.view(b, c, 1).to(dtype).expand(b, c, s)
+                    for r, (b, c, s), (_, dtype) in zip(rows, sizes, ctx.layouts)], None
+        # d M2 / dx = 2 (x - mean): alpha gets -2 g mean, beta 2 g. One launch for every layer.
+        alpha = alpha - 2.0 * g_m2 * mean
+        return _op(backend, 1)(list(xs), alpha, 2.0 * g_m2), None
 
     return setup_context, backward
 

@@ -304,3 +304,49 @@ def test_long_clips_leave_the_cuda_frame_kernel():
         ops.frame_backend("cuda", "cuda", long_clip)
     short_clip = SimpleNamespace(shape=(1, 8, 2, 2), device=torch.device("cuda"))
     assert ops.frame_backend("cuda", "auto", short_clip) == "cuda"
+
+
+@pytest.mark.parametrize("backend,device", BACKEND_DEVICE)
+@pytest.mark.parametrize("with_beta", [False, True])
+def test_channel_stats_backward_op_is_alpha_plus_beta_x(backend, device, with_beta):
+    # The op on its own (autograd uses it for R_feat; L_prim's backward is a broadcast view).
+    acts, dims = _layer_set(device, torch.float32)
+    rows = [ops.as_rows(a, d) for a, d in zip(acts, dims)]
+    n = sum(r.shape[0] * r.shape[1] for r in rows)
+    alpha = torch.randn(n, device=device)
+    beta = torch.randn(n, device=device) if with_beta else None
+    grads = ops._op(backend, 1)(rows, alpha, beta)
+    offset = 0
+    for r, g in zip(rows, grads):
+        b, c, _ = r.shape
+        a_l = alpha[offset:offset + b * c].view(b, c, 1)
+        want = a_l + beta[offset:offset + b * c].view(b, c, 1) * r if with_beta else a_l.expand_as(r)
+        torch.testing.assert_close(g, want, rtol=1e-6, atol=1e-6)
+        offset += b * c
+
+
+def _custom_op_nodes(loss):
+    seen, stack, found = set(), [loss.grad_fn], []
+    while stack:
+        f = stack.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        if "leaps_" in type(f).__name__:
+            found.append(f)
+        stack.extend(n for n, _ in f.next_functions)
+    return found
+
+
+@pytest.mark.skipif(not (HAS_EXT_OPS or HAS_TRITON), reason="no fused backend")
+def test_priming_backward_keeps_no_activation_alive():
+    backend = "cuda" if HAS_EXT_OPS else "triton"
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    prim = losses.priming_loss_from_activations([x], [torch.randn(1, 3)], [1.0], "jvs", backend=backend)
+    (node,) = _custom_op_nodes(prim)
+    assert [t.shape for t in node.saved_tensors] == [(6,)]  # the means only
+    feat = losses.bn_statistics_loss([x], [torch.zeros(3)], [torch.ones(3)], backend=backend)
+    (node,) = _custom_op_nodes(feat)
+    assert any(t.shape == (2, 3, 20) for t in node.saved_tensors)  # R_feat's backward reads x
+    (prim + feat).backward()
+    assert x.grad.shape == x.shape
