@@ -41,7 +41,6 @@ import platform
 import re
 import statistics
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -180,25 +179,6 @@ def _empty_row(name: str, options: dict | None = None) -> dict:
     }
 
 
-def _leaps_inference(inv):
-    """Forward (no grad) of both networks with leaps' taps and loss terms."""
-    own = getattr(inv, "inference", None)
-    if callable(own):
-        return own
-    amp = getattr(inv.cfg, "amp", None)
-
-    def forward():
-        cast = (torch.autocast(device_type=inv.x.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-                if amp else nullcontext())
-        with torch.no_grad(), cast:
-            inv.objective(inv.x, inv.model_taps, inv.verifier_taps)
-        inv.model_taps.clear()
-        if inv.verifier_taps is not None:
-            inv.verifier_taps.clear()
-
-    return forward
-
-
 def run_row(name: str, s: _Setting, options: dict | None = None) -> dict:
     """Time one row; never raises (a failure becomes ``status: n/a`` with its reason)."""
     row = _empty_row(name, options)
@@ -227,7 +207,7 @@ def run_row(name: str, s: _Setting, options: dict | None = None) -> dict:
             obj = prepare(model, s.targets, s.stimulus, verifier, steps=steps, frames=s.frames,
                           size=s.size, progress=False, **options)
             row["resolved_options"] = {k: getattr(obj.cfg, k) for k in ENGINE_FIELDS if hasattr(obj.cfg, k)}
-            context, step, inference = obj, obj.step, None
+            context, step, inference = obj, obj.step, obj.inference
         with context:
             try:
                 _reset_peak(device)
@@ -238,7 +218,6 @@ def run_row(name: str, s: _Setting, options: dict | None = None) -> dict:
                 row["reason"] = _reason(exc)
             _free(device)
             try:
-                inference = inference or _leaps_inference(obj)
                 _reset_peak(device)
                 row["inference_ms"] = _summary(_time(inference, s.iters, warmup, device))
                 row["peak_inference_gib"] = _peak(device)

@@ -492,6 +492,18 @@ class Inverter:
         values = torch.stack([terms[name].float() for name in self.term_names])
         return torch.cat([values.sum().view(1), values])
 
+    @torch.no_grad()
+    def inference(self) -> torch.Tensor:
+        """The objective's terms for the current x* (no augmentation, no gradient, no update):
+        ``[total, term_1, ...]`` in the order of :attr:`term_names`. Benchmarks time it as the
+        forward pass."""
+        full = torch.arange(self.cfg.size, device=self.device)
+        try:
+            return self._loss_terms(self.x, full, full)
+        finally:
+            for taps in self._taps():
+                taps.clear()
+
     def _step_body(self) -> None:
         step = self._step_t.view(1)
         self.lr.copy_(self.schedule.lr.index_select(0, step).view(()))

@@ -196,3 +196,13 @@ def test_fp16_with_loss_scaling_on_gpu(tiny_net, tiny_verifier):
     assert_same_trajectory(eager, half, rel=0.05, abs_=0.02)
     graphed = run(net, ver, amp="fp16", cuda_graph=True, steps=8)
     assert all(torch.isfinite(torch.tensor(graphed.history["loss"])))
+
+
+def test_inference_is_the_first_step_without_augmentation(tiny_net, tiny_verifier):
+    inv = prepare(tiny_net, [1, 4], stimuli(), verifier=tiny_verifier, jitter=0, flip=False, **RUN)
+    with inv:
+        before = inv.inference()
+        assert inv.steps_done == 0
+        first = inv.step()
+    assert before[0].item() == pytest.approx(first, rel=1e-6)
+    assert len(before) == 1 + len(inv.term_names)
