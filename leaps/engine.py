@@ -40,10 +40,10 @@ GRAPH_WARMUP = 3       # eager steps on a side stream before capture (cuDNN/Trit
 def resolve_engine(cfg: InversionConfig, device: torch.device) -> InversionConfig:
     """``cfg`` with ``fast`` expanded and ``sync_every`` decided; impossible combinations raise.
 
-    ``fast=True`` picks what measured best (see the README's engine table): on CUDA the fused
-    losses and a captured CUDA graph of the whole step; on the CPU nothing changes but the host
-    reads the losses less often. bf16 and channels_last are not switched on by ``fast``: on the
-    conv3d nets we measured they did not beat TF32 fp32.
+    ``fast=True``: on CUDA the fused losses and a captured CUDA graph of the whole step; on the
+    CPU only less frequent host reads. bf16 and channels_last stay off: in the measured baseline
+    (PERFORMANCE.md) they did not beat TF32 fp32 on conv3d nets. Re-tune with
+    ``benchmarks/table4.py`` (its ``leaps-combo`` row) on the GPU you use.
     """
     if cfg.fast:
         cfg = replace(cfg, cuda_graph=cfg.cuda_graph or device.type == "cuda")
