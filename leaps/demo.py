@@ -19,6 +19,7 @@ DEMO_VERIFIER = "toy_x3d"
 DEMO_CLASS = "ring growing"
 DEMO_FRAMES, DEMO_SIZE = 8, 64
 DEMO_STIMULUS_SEED = 2023
+DEMO_INIT_SCALE = 0.1
 
 
 def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS) -> int:
@@ -41,7 +42,11 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[label]}' (and one video of each "
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
           f"{DEMO_FRAMES} x {DEMO_SIZE}^2 on {device}; stimuli in {out / 'stimuli'}")
-    config = InversionConfig(steps=steps, frames=DEMO_FRAMES, size=DEMO_SIZE, progress=progress)
+    # A small initial noise: noise the networks ignore is never optimised away, so at 200 steps
+    # the default N(0, 1) start leaves speckle over everything (verifier top-1 0.25 vs 0.55 with
+    # 0.1 on 2 seeds, frame SSIM 0.12 vs 0.14; a preset for the demo, the paper's default stays).
+    config = InversionConfig(steps=steps, frames=DEMO_FRAMES, size=DEMO_SIZE, init_scale=DEMO_INIT_SCALE,
+                             progress=progress)
     code = run(lambda: invert(model, labels, stimuli, verifier, config), out)
     print(f"'{TOY_CLASSES[label]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
     return code
