@@ -34,10 +34,10 @@ def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     g.add_argument("--no-clip", action="store_true", help="do not clip x* to the valid pixel range")
     g.add_argument("--snapshot-every", type=int, default=0, help="save a contact sheet every K steps")
-    e = p.add_argument_group("engine (speed; every option gives the same result as the plain eager loop)")
+    e = p.add_argument_group("engine (speed; results match the plain eager loop up to rounding, or AMP's precision)")
     e.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
                    help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
-    e.add_argument("--fast", action="store_true", help="the fastest measured combination for the device")
+    e.add_argument("--fast", action="store_true", help="on a GPU: fused losses + CUDA graph + deferred loss reads")
     e.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast (fp16 with loss scaling)")
     e.add_argument("--compile", action="store_true", help="torch.compile the objective")
     e.add_argument("--cuda-graph", action="store_true", help="capture the whole step as a CUDA graph (CUDA only)")
