@@ -62,7 +62,7 @@ class InversionConfig:
     cuda_graph: bool = False           # capture the whole step (fwd, bwd, Adam, augmentation) and replay it
     checkpoint: bool = False           # activation checkpointing of the networks' stages
     channels_last: bool = False        # channels_last_3d networks and x*
-    fast: bool = False                 # pick the engine options that measured fastest on this device
+    fast: bool = False                 # on CUDA: fused losses + CUDA graph + deferred reads (leaps.engine)
     sync_every: int = 0                # read losses back to the host every k steps (0: 1 eager, 25 fast engine)
     # bookkeeping
     seed: int | None = 0

@@ -180,8 +180,8 @@ def checkpointed(models: list[nn.Module]):
 
     Each stage's forward is wrapped for the duration of the block (and restored after), so its
     internal activations are recomputed in backward instead of kept. The taps' hooks fire again
-    during that recomputation; the inverter pauses them around backward so they keep the
-    forward's activations.
+    during that recomputation; the inverter drops the taps' references before backward and
+    pauses them until it ends, so recomputed tensors are not recorded.
     """
     patched = []
     try:
