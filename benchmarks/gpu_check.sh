@@ -2,8 +2,10 @@
 # One prepared GPU check: build the CUDA kernels, run the GPU tests, then the kernel and Table 4
 # benchmarks at the headline setting. Every step gets what is left of one deadline
 # (GPU_CHECK_BUDGET seconds, default 540), so the whole script fits one device call.
-# Everything lands in $OUT (default ./gpu-out), at most 8 files:
-#   env.log, build.log, tests.log, kernels.{log,json}, table4.{log,json,md}.
+# GPU_CHECK_STEPS picks and orders the steps after the build (default "tests kernels table4";
+# "tune" adds the Triton tile sweep, benchmarks/tune_triton.py). Everything lands in $OUT
+# (default ./gpu-out): build.log (with the versions), tests.log, kernels.{log,json},
+# table4.{log,json,md}, tune.{log,json}. TABLE4_ROWS overrides the Table 4 rows.
 #
 # The GPU machine has torch, triton and timm but not pytorchvideo, av or fvcore: put their wheels
 # in .whl/ first (on the CPU machine, in the repository root, venv active; 34 MB, git-ignored):
@@ -18,6 +20,9 @@ OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 BUDGET=${GPU_CHECK_BUDGET:-540}
+STEPS=${GPU_CHECK_STEPS:-tests kernels table4}
+TABLE4_ROWS=${TABLE4_ROWS:-bare official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 \
+leaps-fused+cuda_graph leaps-fused+checkpoint leaps-fused+channels_last leaps-graph+bf16 leaps-graph+fp16 leaps-fast}
 
 # seconds for the next step: at most $1, and never past the deadline (keeps 5 s for the copy-back)
 slot() { local left=$((BUDGET - SECONDS - 5)); (( left < $1 )) && echo $((left > 1 ? left : 1)) || echo "$1"; }
@@ -30,15 +35,16 @@ fi
 [ -e leaps/kernels ] || ln -s ../kernels leaps/kernels
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; python3 -c "import sys, torch, triton; print(sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.log" 2>&1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; python3 -c "import sys, torch, triton; print(sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/build.log" 2>&1
 
 # The CUDA extension, in place (strict: a build error is fatal and shows in build.log).
 echo "== build (t=${SECONDS}s)"
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} LEAPS_BUILD_EXT=strict,cuda TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} \
-    MAX_JOBS=${MAX_JOBS:-16} timeout "$(slot 150)" python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1 \
+    MAX_JOBS=${MAX_JOBS:-16} timeout "$(slot 150)" python3 setup.py build_ext --inplace >> "$OUT/build.log" 2>&1 \
     || echo "CUDA extension build failed: see build.log (the cuda backend is skipped)"
-python3 -c "import torch, leaps; from leaps import _ext; print(torch.cuda.get_device_name(), 'ext', _ext.available(), 'cuda kernels', _ext.has_cuda())" 2>&1 | tee -a "$OUT/env.log"
+python3 -c "import torch, leaps; from leaps import _ext; print(torch.cuda.get_device_name(), 'ext', _ext.available(), 'cuda kernels', _ext.has_cuda())" 2>&1 | tee -a "$OUT/build.log"
 
+tests() {
 # GPU tests: fused backends on CUDA, CUDA graphs, fp16. No -x: every failure is worth seeing.
 # The compiled CUDA kernels run last and apart: a fault there poisons the CUDA context of the
 # process, and must not hide how the Triton kernels and the engine did.
@@ -47,14 +53,24 @@ PYTEST="python3 -m pytest -q -m gpu -p no:cacheprovider --tb=short -rfE --durati
 timeout "$(slot 130)" $PYTEST -k "not cuda-cuda" tests/test_fused.py tests/test_engine.py tests/test_bench_kernels.py \
     tests/test_cli.py 2>&1 | tee "$OUT/tests.log"
 timeout "$(slot 60)" $PYTEST tests/test_csrc.py "tests/test_fused.py" -k "cuda-cuda or csrc" 2>&1 | tee -a "$OUT/tests.log"
+}
 
+kernels() {
 echo "== kernels (t=${SECONDS}s)"
 timeout "$(slot 100)" python3 benchmarks/kernels.py --batch 1 16 --iters 20 --warmup 5 --json "$OUT/kernels.json" 2>&1 \
     | tee "$OUT/kernels.log"
+}
 
+table4() {
 echo "== table4 (t=${SECONDS}s)"
 timeout "$(slot 400)" python3 benchmarks/table4.py --models slow_r50 --geometries 8x224 --batch 1 16 --iters 10 --warmup 3 \
-    --rows bare official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 leaps-fused+cuda_graph \
-           leaps-fused+checkpoint leaps-fused+channels_last leaps-fast \
-    --json "$OUT/table4.json" --markdown "$OUT/table4.md" 2>&1 | tee "$OUT/table4.log"
+    --rows $TABLE4_ROWS --json "$OUT/table4.json" --markdown "$OUT/table4.md" 2>&1 | tee "$OUT/table4.log"
+}
+
+tune() {
+echo "== tune (t=${SECONDS}s)"
+timeout "$(slot 300)" python3 benchmarks/tune_triton.py --batch 1 16 --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.log"
+}
+
+for step in $STEPS; do "$step"; done
 echo "== done (t=${SECONDS}s)"

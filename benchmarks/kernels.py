@@ -26,7 +26,10 @@ None first), for L_prim, R_coh and R_feat separately and for ``L_prim + r (R_coh
 ("all", one backward). Median milliseconds over ``--iters`` after ``--warmup`` (synchronised on
 CUDA). Before timing, each fused backend's loss and gradients are checked against the reference
 once per term (``--no-check`` skips this; it also compiles the Triton kernels before the clock
-starts); a mismatch is printed and makes ``main`` return 1.
+starts); a mismatch is printed and makes ``main`` return 1. On CUDA each fwd+bwd is also
+captured as a CUDA graph and replayed ("graph ms"): the device time alone, as in an inversion
+run with ``cuda_graph=True``. At small batch the eager time is mostly host launch cost (the
+reference's dozens of small ops per layer, autograd's per-leaf work), the graph time is not.
 
 Bytes model (the lower bound of the fused kernels; the per-channel statistics, running stats and
 stimulus means are a few MB at most and not counted). With A = the bytes of a term's activations:
@@ -58,7 +61,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from leaps.timing import time_ms
+from leaps.timing import graph_time_ms, time_ms
 from leaps import losses, ops
 from leaps.errors import LeapsError
 from leaps.inversion import Network
@@ -300,6 +303,22 @@ def available_backends(requested, like: torch.Tensor) -> tuple[list[str], dict[s
     return run, skipped
 
 
+def _graph_ms(problem: Problem, term: str, backend: str, args, device: torch.device) -> tuple[float | None, str]:
+    """Median device ms of one fwd+bwd replayed from a CUDA graph (no host launch cost), or
+    (None, why) on a CPU, with --no-graph, or when the step cannot be captured."""
+    if device.type != "cuda" or args.no_graph:
+        return None, "not measured"
+    try:
+        times = graph_time_ms(lambda: problem.step(term, backend), args.iters, args.warmup, device)
+        return statistics.median(times), "ok"
+    except Exception as exc:  # noqa: BLE001 - a backend that cannot be captured keeps its eager row
+        torch.cuda.synchronize(device)
+        return None, f"capture failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    finally:
+        for t in problem.leaves(term):
+            t.grad = None
+
+
 def _shape(s) -> str:
     return "x".join(str(d) for d in s)
 
@@ -327,20 +346,26 @@ def run_batch(args, batch: int, device: torch.device, dtype: torch.dtype, peak: 
                           f"{check['loss_rel_err']:.2e} (tol {check['rtol']:.0e}), grad rel err "
                           f"{check['grad_rel_err']:.2e} (tol {check['grad_tol']:.0e})", file=sys.stderr)
             del reference
-        ref_ms = None
+        ref_ms = ref_gpu_ms = None
         for backend in backends:
             times = time_ms(lambda: problem.step(term, backend), args.iters, args.warmup, device)
             for t in problem.leaves(term):
                 t.grad = None
             ms = statistics.median(times)
             ref_ms = ms if backend == "reference" else ref_ms
+            gpu_ms, gpu_note = _graph_ms(problem, term, backend, args, device)
+            ref_gpu_ms = gpu_ms if backend == "reference" else ref_gpu_ms
             moved = problem.bytes_moved(term)
             gbps = moved / (ms * 1e-3) / 1e9
+            gpu_gbps = moved / (gpu_ms * 1e-3) / 1e9 if gpu_ms else None
             rows.append({
                 "term": term, "backend": backend, "ms": ms, "times_ms": times, "bytes": moved, "gbps": gbps,
                 "frac_peak": gbps / peak if peak else None,
                 "bound_ms": moved / (peak * 1e9) * 1e3 if peak else None,
                 "speedup": ref_ms / ms if ref_ms else None, "check": checks.get(backend),
+                "graph_ms": gpu_ms, "graph_note": gpu_note, "graph_gbps": gpu_gbps,
+                "graph_frac_peak": gpu_gbps / peak if gpu_gbps and peak else None,
+                "graph_speedup": ref_gpu_ms / gpu_ms if ref_gpu_ms and gpu_ms else None,
             })
     layers = {
         "model_input": list(ls.model_input), "verifier_input": list(ls.verifier_input) if ls.verifier_input else None,
@@ -366,15 +391,24 @@ def print_table(args, result: dict, device_name: str, peak: float | None, dtype_
     if vi:
         print(f"R_feat: {args.verifier} at {vi[0]}x{vi[1]}x{vi[2]}: {lay['feat']} inputs of "
               f"{'/'.join(lay['feat_kinds'])}")
+    graphs = any(row.get("graph_ms") for row in result["rows"])
     print(f"{'term':7s} {'backend':10s} {'MiB moved':>10s} {'median ms':>10s} {'speed-up':>9s} "
-          f"{'GB/s':>8s} {'% peak':>7s}  check")
+          f"{'GB/s':>8s} {'% peak':>7s}" + (f" {'graph ms':>9s} {'speed-up':>9s} {'% peak':>7s}" if graphs else "")
+          + "  check")
     for row in result["rows"]:
         speedup = f"{row['speedup']:.2f}x" if row["speedup"] else "n/a"
         frac = f"{100 * row['frac_peak']:.1f}" if row["frac_peak"] is not None else "n/a"
         check = row["check"]
         check = "-" if check is None else ("ok" if check["ok"] else "MISMATCH") + f" ({check['grad_rel_err']:.0e})"
+        graph = ""
+        if graphs:
+            g = row.get("graph_ms")
+            graph = (f" {g:9.3f} {row['graph_speedup'] or 0:8.2f}x {100 * (row['graph_frac_peak'] or 0):7.1f}"
+                     if g else f" {'n/a':>9s} {'':>9s} {'':>7s}")
         print(f"{row['term']:7s} {row['backend']:10s} {row['bytes'] / 2**20:10.1f} {row['ms']:10.3f} "
-              f"{speedup:>9s} {row['gbps']:8.1f} {frac:>7s}  {check}")
+              f"{speedup:>9s} {row['gbps']:8.1f} {frac:>7s}{graph}  {check}")
+        if graphs and row.get("graph_note", "ok") not in ("ok", "not measured"):
+            print(f"        graph: {row['graph_note']}")
     for backend, why in result["skipped"].items():
         print(f"{backend}: {why}")
     if device_name == "cpu" and "cuda" in result["backends"]:
@@ -403,6 +437,8 @@ def main(argv=None) -> int:
     p.add_argument("--margin", type=float, default=1.0)
     p.add_argument("--peak-gbps", type=float, default=None, help="device memory bandwidth (default: by GPU name)")
     p.add_argument("--no-check", action="store_true", help="skip the check against the reference")
+    p.add_argument("--no-graph", action="store_true",
+                   help="skip the CUDA-graph timing (device time without host launch cost; CUDA only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)

@@ -18,7 +18,8 @@ for the rows
   paper's equations in plain eager PyTorch (both re-implemented in benchmarks/formulations.py);
 * ``leaps-reference`` (eager, plain-torch losses), ``leaps-fused`` (``backend="auto"``), each
   engine option on top of fused (``amp`` bf16 / fp16, ``compile``, ``cuda_graph``, ``checkpoint``,
-  ``channels_last``), ``leaps-combo`` (the single options that beat fused by >3%, together) and
+  ``channels_last``), ``leaps-graph+bf16`` / ``+fp16`` (CUDA graph and autocast together: a
+  graph removes autocast's host cost), ``leaps-combo`` (the single options that beat fused by >3%, together) and
   ``leaps-fast`` (``fast=True``: leaps' own pick);
 
 and prints median / p90 milliseconds, peak memory (CUDA), step time / bare step, official step /
@@ -84,6 +85,8 @@ LEAPS_ROWS: dict[str, dict | None] = {
     "leaps-fused+cuda_graph": {"backend": "auto", "cuda_graph": True},
     "leaps-fused+checkpoint": {"backend": "auto", "checkpoint": True},
     "leaps-fused+channels_last": {"backend": "auto", "channels_last": True},
+    "leaps-graph+bf16": {"backend": "auto", "cuda_graph": True, "amp": "bf16"},
+    "leaps-graph+fp16": {"backend": "auto", "cuda_graph": True, "amp": "fp16"},
     "leaps-combo": None,
     "leaps-fast": {"fast": True},
 }

@@ -115,9 +115,14 @@ def _channel_stats_bwd(table, items, alpha, beta,
         tl.store(g_ptr + g_row[:, None] + s[None, :] * g_stride, g.to(DTYPE), mask=mask)
 
 
-def _blocks(layout: str) -> tuple[int, int]:
-    """(rows, positions) per tile: long rows for S-contiguous layers, wide rows for channels-last."""
-    return (4, 256) if layout == "rows" else (64, 16)
+#: (rows, positions, warps) per tile, per pass and layout: long rows for S-contiguous layers,
+#: wide rows for channels-last. benchmarks/tune_triton.py sweeps these on a GPU.
+BLOCKS: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("fwd", "rows"): (4, 256, 4),
+    ("fwd", "cols"): (64, 16, 4),
+    ("bwd", "rows"): (4, 256, 4),
+    ("bwd", "cols"): (64, 16, 4),
+}
 
 
 def _table(xs: Sequence[torch.Tensor], offsets: Sequence[int], grads: Sequence[torch.Tensor] | None) -> list[list[int]]:
@@ -136,12 +141,12 @@ def channel_stats(xs: Sequence[torch.Tensor], with_m2: bool) -> tuple[torch.Tens
     mean = torch.empty(total, device=device, dtype=torch.float32)
     m2 = torch.empty(total if with_m2 else 0, device=device, dtype=torch.float32)
     for group in launch_groups(xs):
-        block_r, block_s = _blocks(group.layout)
+        block_r, block_s, warps = BLOCKS["fwd", group.layout]
         tab = LayerTable.build(_table([xs[i] for i in group.indices], [offsets[i] for i in group.indices], None),
                                [xs[i].shape[0] * xs[i].shape[1] for i in group.indices], block_r, device)
         _channel_stats_fwd[(tab.num_items,)](
             tab.layers, tab.items, mean, m2 if with_m2 else mean,
-            DTYPE=TRITON_DTYPES[group.dtype], WITH_M2=with_m2, BLOCK_R=block_r, BLOCK_S=block_s,
+            DTYPE=TRITON_DTYPES[group.dtype], WITH_M2=with_m2, BLOCK_R=block_r, BLOCK_S=block_s, num_warps=warps,
         )
     return mean, m2
 
@@ -153,7 +158,7 @@ def channel_stats_backward(xs: Sequence[torch.Tensor], alpha: torch.Tensor, beta
     alpha = alpha.contiguous()
     beta = beta.contiguous() if beta is not None else None
     for group in launch_groups(xs):
-        block_r, block_s = _blocks(group.layout)
+        block_r, block_s, warps = BLOCKS["bwd", group.layout]
         tab = LayerTable.build(
             _table([xs[i] for i in group.indices], [offsets[i] for i in group.indices], [grads[i] for i in group.indices]),
             [xs[i].shape[0] * xs[i].shape[1] for i in group.indices], block_r, xs[0].device,
@@ -161,6 +166,7 @@ def channel_stats_backward(xs: Sequence[torch.Tensor], alpha: torch.Tensor, beta
         _channel_stats_bwd[(tab.num_items,)](
             tab.layers, tab.items, alpha, beta if beta is not None else alpha,
             DTYPE=TRITON_DTYPES[group.dtype], HAS_BETA=beta is not None, BLOCK_R=block_r, BLOCK_S=block_s,
+            num_warps=warps,
         )
     return grads
 

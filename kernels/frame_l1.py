@@ -20,7 +20,7 @@ import triton.language as tl
 
 from .tables import TRITON_DTYPES
 
-BLOCK_F = 256
+BLOCK_F = 256  # features per program (both passes); benchmarks/tune_triton.py sweeps it
 
 
 @triton.jit

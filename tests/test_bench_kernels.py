@@ -112,3 +112,27 @@ def test_gpu_full_size_batch_1(kernels, tmp_path):
     assert kernels.main(["--batch", "1", "--iters", "2", "--warmup", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["ok"] and data["results"][0]["layers"]["model_input"] == [8, 224, 224]
+
+
+@pytest.mark.skipif(not TRITON_ON_CPU, reason="Triton runs on the CPU only under TRITON_INTERPRET=1")
+def test_tile_sweep_checks_every_tile(monkeypatch):
+    # The sweep's harness on toy layers in the interpreter: every candidate tile must compute what
+    # the shipped tile computes (timing is a GPU matter and is stubbed out).
+    tune = load("tune_triton")
+    monkeypatch.setattr(tune, "CHANNEL_TILES", [(8, 32, 8)])  # odd against the shipped (4, 256, 4)
+    monkeypatch.setattr(tune, "FRAME_BLOCKS", (32,))
+    monkeypatch.setattr(tune, "_time", lambda fn, args, device: 1.0)
+    args = tune.argparse.Namespace(model="toy_r3d", verifier="toy_x3d", frames=4, size=16, dtype="fp32")
+    result = tune.sweep(args, 1, torch.device("cpu"))
+    assert len(result["passes"]) == 5
+    for name, res in result["passes"].items():
+        assert all("ms" in r for r in res["results"]), (name, res["results"])
+    import importlib
+    assert importlib.import_module("leaps.kernels.channel_stats").BLOCKS[("fwd", "rows")] == (4, 256, 4)  # restored after the sweep
+
+
+def test_tile_check_rejects_a_wrong_result():
+    tune = load("tune_triton")
+    expected = torch.ones(5)
+    bad = tune._try_tile(lambda: torch.ones(5) * 1.1, expected, None, torch.device("cpu"), 20, (1, 2, 4))
+    assert "wrong result" in bad["error"]
