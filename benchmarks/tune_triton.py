@@ -8,7 +8,8 @@ tile effects at batch 1. "GB/s" counts the bytes each pass must move: forward re
 alpha + beta x backward reads A and writes A.
 
 Only the S-contiguous ("rows") layout is swept: the CNN layer sets have no channels-last layer.
-Set the winners in kernels/channel_stats.py (BLOCKS) and kernels/frame_l1.py (BLOCK_F).
+Set the winners in kernels/channel_stats.py (BLOCKS) and kernels/frame_l1.py (BLOCK_F,
+BLOCK_F_BWD).
 
     python benchmarks/tune_triton.py --batch 1 16 --json tune.json      # CUDA only
 """
@@ -109,19 +110,22 @@ def sweep(args, batch: int, device: torch.device) -> dict:
     finally:
         cs.BLOCKS.update(saved)
 
-    saved_f = fl.BLOCK_F
+    saved_f = {"BLOCK_F": fl.BLOCK_F, "BLOCK_F_BWD": fl.BLOCK_F_BWD}
     try:
-        for name, fn, nbytes in (("frame_l1 fwd (R_coh)", lambda: fl.frame_l1(frames), a_coh),
-                                 ("frame_l1 bwd (R_coh)", lambda: fl.frame_l1_backward(frames, w), 2 * a_coh)):
+        for name, attr, fn, nbytes in (
+            ("frame_l1 fwd (R_coh)", "BLOCK_F", lambda: fl.frame_l1(frames), a_coh),
+            ("frame_l1 bwd (R_coh)", "BLOCK_F_BWD", lambda: fl.frame_l1_backward(frames, w), 2 * a_coh),
+        ):
             expected = _flat(fn())
             results = []
             for block in FRAME_BLOCKS:
-                fl.BLOCK_F = block
+                setattr(fl, attr, block)
                 results.append(_try_tile(fn, expected, args, device, nbytes, [block]))
-            fl.BLOCK_F = saved_f
-            out["passes"][name] = {"key": ["BLOCK_F"], "current": [saved_f], "bytes": nbytes, "results": results}
+            setattr(fl, attr, saved_f[attr])
+            out["passes"][name] = {"key": [attr], "current": [saved_f[attr]], "bytes": nbytes, "results": results}
     finally:
-        fl.BLOCK_F = saved_f
+        for attr, value in saved_f.items():
+            setattr(fl, attr, value)
     del p
     torch.cuda.empty_cache()
     return out

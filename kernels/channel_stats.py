@@ -116,11 +116,16 @@ def _channel_stats_bwd(table, items, alpha, beta,
 
 
 #: (rows, positions, warps) per tile, per pass and layout: long rows for S-contiguous layers,
-#: wide rows for channels-last. benchmarks/tune_triton.py sweeps these on a GPU.
+#: wide rows for channels-last. The "rows" tiles come from benchmarks/tune_triton.py on an H100
+#: (3D R50 + X3D-S layer sets, fp32; benchmarks/results/h100/tune.json): one row per program
+#: keeps the few-channel, long-S early layers spread over enough programs at batch 1 (forward
+#: 0.48 -> 0.15 ms for L_prim's means, 0.31 -> 0.10 ms for R_feat's moments, backward
+#: 0.30 -> 0.14 ms) and costs at most 20% at batch 16 (backward: 2.03 -> 1.63 ms, a gain).
+#: The "cols" tiles (channels-last/token layers) are not tuned yet.
 BLOCKS: dict[tuple[str, str], tuple[int, int, int]] = {
-    ("fwd", "rows"): (4, 256, 4),
+    ("fwd", "rows"): (1, 1024, 4),
     ("fwd", "cols"): (64, 16, 4),
-    ("bwd", "rows"): (4, 256, 4),
+    ("bwd", "rows"): (1, 1024, 4),
     ("bwd", "cols"): (64, 16, 4),
 }
 

@@ -20,7 +20,10 @@ import triton.language as tl
 
 from .tables import TRITON_DTYPES
 
-BLOCK_F = 256  # features per program (both passes); benchmarks/tune_triton.py sweeps it
+# Features per program, per pass (benchmarks/tune_triton.py on an H100, 3D R50's last layer: the
+# backward's T x BLOCK_F accumulator prefers 128, 0.084 -> 0.065 ms at batch 16).
+BLOCK_F = 256
+BLOCK_F_BWD = 128
 
 
 @triton.jit
@@ -97,6 +100,6 @@ def frame_l1_backward(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     F = P * Q
     grad = torch.empty_like(z)  # keeps z's strides when z is dense
     w = w.to(torch.float32).contiguous()
-    _frame_l1_bwd[(B, triton.cdiv(F, BLOCK_F))](z, w, grad, F, Q, *z.stride(), *grad.stride(), 1.0 / F,
-                                                T=T, T_PAD=max(2, triton.next_power_of_2(T)), BLOCK_F=BLOCK_F)
+    _frame_l1_bwd[(B, triton.cdiv(F, BLOCK_F_BWD))](z, w, grad, F, Q, *z.stride(), *grad.stride(), 1.0 / F,
+                                                    T=T, T_PAD=max(2, triton.next_power_of_2(T)), BLOCK_F=BLOCK_F_BWD)
     return grad

@@ -37,8 +37,9 @@ def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("engine (speed; results match the plain eager loop up to rounding, or AMP's precision)")
     e.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
                    help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
-    e.add_argument("--fast", action="store_true", help="on a GPU: fused losses + CUDA graph + deferred loss reads")
-    e.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast (fp16 with loss scaling)")
+    e.add_argument("--fast", action="store_true", help="on a GPU: fused losses + CUDA graph + bf16 autocast + deferred loss reads")
+    e.add_argument("--amp", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="autocast (fp16 with loss scaling); fp32 turns off the bf16 that --fast picks on CUDA")
     e.add_argument("--compile", action="store_true", help="torch.compile the objective")
     e.add_argument("--cuda-graph", action="store_true", help="capture the whole step as a CUDA graph (CUDA only)")
     e.add_argument("--checkpoint", action="store_true", help="activation checkpointing of the networks' stages")

@@ -10,7 +10,7 @@ from .losses import DISTANCES
 from .ops import BACKENDS
 
 OBJECTIVES = ("leaps", "deepdream", "am")
-AMP_MODES = (None, "bf16", "fp16")
+AMP_MODES = (None, "fp32", "bf16", "fp16")  # "fp32": no autocast, also under fast=True
 
 
 @dataclass
@@ -57,12 +57,12 @@ class InversionConfig:
     l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
     # engine
     backend: str = "auto"              # loss kernels: "auto" | "reference" | "triton" | "cuda" (leaps.ops)
-    amp: str | None = None             # autocast: None (fp32/TF32) | "bf16" | "fp16" (with loss scaling)
+    amp: str | None = None             # autocast: None (fp32/TF32; bf16 under fast) | "fp32" | "bf16" | "fp16" (loss scaling)
     compile: bool | str = False        # torch.compile the objective (forward, losses); a str names the backend
     cuda_graph: bool = False           # capture the whole step (fwd, bwd, Adam, augmentation) and replay it
     checkpoint: bool = False           # activation checkpointing of the networks' stages
     channels_last: bool = False        # channels_last_3d networks and x*
-    fast: bool = False                 # on CUDA: fused losses + CUDA graph + deferred reads (leaps.engine)
+    fast: bool = False                 # on CUDA: fused losses + CUDA graph + bf16 autocast + deferred reads (leaps.engine)
     sync_every: int = 0                # read losses back to the host every k steps (0: 1 eager, 25 fast engine)
     # bookkeeping
     seed: int | None = 0
@@ -91,7 +91,7 @@ class InversionConfig:
         if not 0.0 < self.priming_fraction <= 1.0:
             raise LeapsError("priming_fraction must be in (0, 1]")
         if self.amp not in AMP_MODES:
-            raise LeapsError(f"unknown amp mode {self.amp!r}; choose bf16, fp16 or None")
+            raise LeapsError(f"unknown amp mode {self.amp!r}; choose fp32, bf16, fp16 or None")
         if self.sync_every < 0:
             raise LeapsError("sync_every must be >= 0")
         if self.lr <= 0:

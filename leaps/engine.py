@@ -30,6 +30,7 @@ from .taps import NORM_LAYERS
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FAST_SYNC_EVERY = 25   # host reads of the loss log when the engine runs ahead of the host
+FAST_AMP = "bf16"      # autocast of fast=True on CUDA (with the graph; see resolve_engine)
 GRAPH_WARMUP = 3       # eager steps on a side stream before capture (cuDNN/Triton autotuning, allocator)
 
 
@@ -40,13 +41,19 @@ GRAPH_WARMUP = 3       # eager steps on a side stream before capture (cuDNN/Trit
 def resolve_engine(cfg: InversionConfig, device: torch.device) -> InversionConfig:
     """``cfg`` with ``fast`` expanded and ``sync_every`` decided; impossible combinations raise.
 
-    ``fast=True``: on CUDA the fused losses and a captured CUDA graph of the whole step; on the
-    CPU only less frequent host reads. bf16 and channels_last stay off: in the measured baseline
-    (PERFORMANCE.md) they did not beat TF32 fp32 on conv3d nets. Re-tune with
-    ``benchmarks/table4.py`` (its ``leaps-combo`` row) on the GPU you use.
+    ``fast=True``: on CUDA the fused losses, a captured CUDA graph of the whole step and bf16
+    autocast (unless ``amp`` names a mode; ``amp="fp32"`` keeps full precision); on the CPU only
+    less frequent host reads. Measured on an H100 (benchmarks/table4.py, 3D R50 + X3D-S, 8 x
+    224^2): the graph alone takes B=1 from 41 to 10.7 ms per step but B=16 only from 96 to 92 ms;
+    bf16 under the graph gives 10.0 and 68.8 ms (0.85x the eager bare network's step). Eager
+    autocast without a graph is slower at B=1 (its casts are host work), so bf16 comes only with
+    the graph. fp16 was as fast (9.7 / 68.7 ms) but needs loss scaling; channels_last was slower.
+    Re-tune with ``benchmarks/table4.py`` (its ``leaps-combo`` row) on the GPU you use.
     """
-    if cfg.fast:
-        cfg = replace(cfg, cuda_graph=cfg.cuda_graph or device.type == "cuda")
+    if cfg.fast and device.type == "cuda":
+        cfg = replace(cfg, cuda_graph=True, amp=cfg.amp or FAST_AMP)
+    if cfg.amp == "fp32":
+        cfg = replace(cfg, amp=None)
     if cfg.cuda_graph and device.type != "cuda":
         raise LeapsError(f"cuda_graph=True needs the model on a CUDA device, got {device.type}")
     if cfg.amp == "fp16" and device.type == "cpu":

@@ -119,7 +119,7 @@ def test_tile_sweep_checks_every_tile(monkeypatch):
     # The sweep's harness on toy layers in the interpreter: every candidate tile must compute what
     # the shipped tile computes (timing is a GPU matter and is stubbed out).
     tune = load("tune_triton")
-    monkeypatch.setattr(tune, "CHANNEL_TILES", [(8, 32, 8)])  # odd against the shipped (4, 256, 4)
+    monkeypatch.setattr(tune, "CHANNEL_TILES", [(8, 32, 8)])  # odd against the shipped (1, 1024, 4)
     monkeypatch.setattr(tune, "FRAME_BLOCKS", (32,))
     monkeypatch.setattr(tune, "_time", lambda fn, args, device: 1.0)
     args = tune.argparse.Namespace(model="toy_r3d", verifier="toy_x3d", frames=4, size=16, dtype="fp32")
@@ -128,7 +128,7 @@ def test_tile_sweep_checks_every_tile(monkeypatch):
     for name, res in result["passes"].items():
         assert all("ms" in r for r in res["results"]), (name, res["results"])
     import importlib
-    assert importlib.import_module("leaps.kernels.channel_stats").BLOCKS[("fwd", "rows")] == (4, 256, 4)  # restored after the sweep
+    assert importlib.import_module("leaps.kernels.channel_stats").BLOCKS[("fwd", "rows")] == (1, 1024, 4)  # restored after the sweep
 
 
 def test_tile_check_rejects_a_wrong_result():

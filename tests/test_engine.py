@@ -143,6 +143,18 @@ def test_fast_on_cpu_follows_eager(tiny_net, tiny_verifier):
     assert fast.history == eager.history
 
 
+@pytest.mark.parametrize("amp, resolved", [(None, "bf16"), ("fp32", None), ("fp16", "fp16"), ("bf16", "bf16")])
+def test_fast_on_cuda_adds_graph_and_bf16_unless_amp_is_named(amp, resolved):
+    # Resolution only (no GPU needed): what fast=True turns on for a CUDA device.
+    cfg = engine.resolve_engine(leaps.InversionConfig(fast=True, amp=amp), torch.device("cuda"))
+    assert cfg.cuda_graph and cfg.amp == resolved and cfg.sync_every == engine.FAST_SYNC_EVERY
+
+
+def test_amp_fp32_is_plain_precision(tiny_net, tiny_verifier):
+    assert engine.resolve_engine(leaps.InversionConfig(amp="fp32"), torch.device("cpu")).amp is None
+    assert run(tiny_net, tiny_verifier, amp="fp32").history == run(tiny_net, tiny_verifier).history
+
+
 def test_engine_options_that_cannot_run_here_raise(tiny_net):
     if not GPU:
         with pytest.raises(LeapsError, match="cuda_graph=True needs"):
