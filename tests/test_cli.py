@@ -107,6 +107,12 @@ def test_unknown_class(capsys, tmp_path, stimulus):
     assert_one_error_line(code, err, "juggling bals", "juggling balls")
 
 
+def test_negative_prior_tv(capsys, tmp_path, stimulus):
+    code, _, err = run(capsys, "invert", "--model", "toy_r3d", "--target", "0", "--stimulus", stimulus,
+                       "--prior-tv", "-1", "--out", str(tmp_path), *SMALL)
+    assert_one_error_line(code, err, "prior_tv", "-1")
+
+
 def test_missing_video(capsys, tmp_path):
     code, _, err = run(capsys, "invert", "--model", "r3d_18", "--target", "0", "--stimulus", str(tmp_path / "nope.mp4"),
                        "--out", str(tmp_path), *SMALL)
