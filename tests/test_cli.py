@@ -212,7 +212,9 @@ def test_demo_preset_reaches_the_inversion(capsys, tmp_path, monkeypatch):
     # the demo's preset is the demo's own: the library defaults keep the paper's objective
     assert InversionConfig().prior_tv == 0.0 and InversionConfig().r is None and InversionConfig().init_scale == 1.0
     cfg = demo_config(7, progress=False)
-    assert (cfg.steps, cfg.frames, cfg.size, cfg.progress) == (7, 8, 64, False)
+    assert (cfg.steps, cfg.frames, cfg.progress) == (7, 8, False)
+    # x* is optimised at 32^2 and both networks see it upsampled to the toy networks' 64^2
+    assert (cfg.size, cfg.model_input, cfg.verifier_input) == (32, (8, 64), (8, 64))
     for key, value in DEMO_PRESET.items():
         assert getattr(cfg, key) == value
     assert cfg.objective == "leaps" and cfg.use_ce and cfg.use_priming and cfg.use_coherence and cfg.use_feat
@@ -228,4 +230,9 @@ def test_demo_preset_reaches_the_inversion(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert seen["config"] == demo_config(1, progress=False)
     assert "demo preset" in out and "prior_tv=1.0" in out
+    import av
+
+    with av.open(str(tmp_path / "demo" / "leaps_0.mp4")) as container:  # written at 64^2, as the networks saw it
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (64, 64)
     assert "prior_tv" in json.loads((tmp_path / "demo" / "leaps_history.json").read_text())["history"]
