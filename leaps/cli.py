@@ -58,6 +58,8 @@ def _add_objective_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--r", type=float, help="regulariser scale r")
     g.add_argument("--margin", type=float, default=1.0, help="coherence margin delta (default 1)")
     g.add_argument("--priming-fraction", type=float, default=1.0, help="prime the first fraction of layers (default 1)")
+    g.add_argument("--prior-tv", type=float, default=0.0,
+                   help="add W * total variation of x* to the LEAPS loss (not in the paper; default 0: off)")
     for term in ("ce", "priming", "coherence", "feat"):
         g.add_argument(f"--no-{term}", action="store_true", help=f"ablation: drop the {term} term")
 
@@ -132,6 +134,7 @@ def _config_from_args(args):
         margin=args.margin,
         distance=args.distance,
         priming_fraction=args.priming_fraction,
+        prior_tv=args.prior_tv,
         use_ce=not args.no_ce,
         use_priming=not args.no_priming,
         use_coherence=not args.no_coherence,

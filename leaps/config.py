@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .errors import LeapsError
@@ -52,6 +53,8 @@ class InversionConfig:
     use_coherence: bool = True
     use_feat: bool = True
     token_grid: tuple[int, int] | None = None  # (T', H'W') of the last layer's tokens, transformers
+    # optional image prior, NOT part of eq. (4): 0 keeps the paper's objective
+    prior_tv: float = 0.0              # adds prior_tv * TV(x*) (leaps.losses.total_variation) to the LEAPS loss
     # baselines (Section 4.2)
     tv_weight: float = 0.1             # DeepDream total variation weight
     l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
@@ -96,4 +99,10 @@ class InversionConfig:
             raise LeapsError("sync_every must be >= 0")
         if self.lr <= 0:
             raise LeapsError("lr must be positive")
+        if isinstance(self.prior_tv, bool) or not isinstance(self.prior_tv, (int, float)) \
+                or not math.isfinite(self.prior_tv) or self.prior_tv < 0:
+            raise LeapsError(f"prior_tv must be a finite number >= 0 (0: off), got {self.prior_tv!r}")
+        if self.prior_tv and self.objective != "leaps":
+            raise LeapsError(f"prior_tv adds to the LEAPS objective; objective {self.objective!r} does not use it "
+                             "(the deepdream baseline has its own tv_weight)")
         return self

@@ -234,7 +234,7 @@ class _Objective:
         if cfg.objective == "deepdream":
             return ["ce", "tv", "l2"]
         wanted = [("ce", cfg.use_ce), ("prim", cfg.use_priming), ("coh", cfg.use_coherence),
-                  ("feat", cfg.use_feat and self.verifier is not None)]
+                  ("feat", cfg.use_feat and self.verifier is not None), ("prior_tv", cfg.prior_tv > 0)]
         return [name for name, on in wanted if on]
 
     def __call__(self, x: torch.Tensor, model_taps: FeatureTaps, verifier_taps: BatchNormTaps | None):
@@ -266,6 +266,8 @@ class _Objective:
             terms["feat"] = self.r * losses.bn_statistics_loss(
                 verifier_taps.activations(), means, variances, backend=cfg.backend
             )
+        if cfg.prior_tv > 0:  # optional smoothness prior, not in eq. (4); off by default
+            terms["prior_tv"] = cfg.prior_tv * losses.total_variation(x)
         return {k: v for k, v in terms.items() if v is not None}
 
     def _coherence(self, taps: FeatureTaps, input_shape) -> torch.Tensor:

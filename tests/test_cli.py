@@ -107,6 +107,12 @@ def test_unknown_class(capsys, tmp_path, stimulus):
     assert_one_error_line(code, err, "juggling bals", "juggling balls")
 
 
+def test_negative_prior_tv(capsys, tmp_path, stimulus):
+    code, _, err = run(capsys, "invert", "--model", "toy_r3d", "--target", "0", "--stimulus", stimulus,
+                       "--prior-tv", "-1", "--out", str(tmp_path), *SMALL)
+    assert_one_error_line(code, err, "prior_tv", "-1")
+
+
 def test_missing_video(capsys, tmp_path):
     code, _, err = run(capsys, "invert", "--model", "r3d_18", "--target", "0", "--stimulus", str(tmp_path / "nope.mp4"),
                        "--out", str(tmp_path), *SMALL)
@@ -196,3 +202,37 @@ def test_cuda_graph_without_gpu_is_one_error_line(capsys, tmp_path, stimulus):
     code, _, err = run(capsys, "invert", "--model", "r3d_18", "--target", "0", "--stimulus", stimulus,
                        "--cuda-graph", "--out", str(tmp_path), *SMALL)
     assert_one_error_line(code, err, "cuda_graph")
+
+
+def test_demo_preset_reaches_the_inversion(capsys, tmp_path, monkeypatch):
+    import leaps.inversion
+    from leaps.config import InversionConfig
+    from leaps.demo import DEMO_PRESET, demo_config
+
+    # the demo's preset is the demo's own: the library defaults keep the paper's objective
+    assert InversionConfig().prior_tv == 0.0 and InversionConfig().r is None and InversionConfig().init_scale == 1.0
+    cfg = demo_config(7, progress=False)
+    assert (cfg.steps, cfg.frames, cfg.progress) == (7, 8, False)
+    # x* is optimised at 32^2 and both networks see it upsampled to the toy networks' 64^2
+    assert (cfg.size, cfg.model_input, cfg.verifier_input) == (32, (8, 64), (8, 64))
+    for key, value in DEMO_PRESET.items():
+        assert getattr(cfg, key) == value
+    assert cfg.objective == "leaps" and cfg.use_ce and cfg.use_priming and cfg.use_coherence and cfg.use_feat
+    seen = {}
+    real_invert = leaps.inversion.invert
+
+    def spy(model, target, stimulus, verifier, config):
+        seen["config"] = config
+        return real_invert(model, target, stimulus, verifier, config)
+
+    monkeypatch.setattr(leaps.inversion, "invert", spy)
+    code, out, err = run(capsys, "demo", "--steps", "1", "--out", str(tmp_path / "demo"), "--quiet")
+    assert code == 0, err
+    assert seen["config"] == demo_config(1, progress=False)
+    assert "demo preset" in out and "prior_tv=1.0" in out
+    import av
+
+    with av.open(str(tmp_path / "demo" / "leaps_0.mp4")) as container:  # written at 64^2, as the networks saw it
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (64, 64)
+    assert "prior_tv" in json.loads((tmp_path / "demo" / "leaps_history.json").read_text())["history"]

@@ -214,3 +214,67 @@ def test_prepare_and_step_matches_invert(tiny_net, tiny_verifier):
     direct = leaps.invert(tiny_net, 2, stimulus(), verifier=tiny_verifier, **FAST)
     assert values == pytest.approx(direct.history["loss"])
     assert torch.equal(inv.result().video, direct.video)
+
+
+# --------------------------------------------------------------------------------------------
+# the optional TV prior (prior_tv), off by default: not part of eq. (4)
+# --------------------------------------------------------------------------------------------
+
+def _plain_tv(x):
+    """mean |x[t+1] - x[t]| + mean |x[h+1] - x[h]| + mean |x[w+1] - x[w]| of B x C x T x H x W."""
+    return sum((x.narrow(d, 1, x.shape[d] - 1) - x.narrow(d, 0, x.shape[d] - 1)).abs().mean() for d in (2, 3, 4))
+
+
+def _plain_tv_grad(x):
+    """The subgradient of :func:`_plain_tv`, by hand: each difference pushes its two ends apart."""
+    g = torch.zeros_like(x)
+    for d in (2, 3, 4):
+        n = x.shape[d]
+        s = torch.sign(x.narrow(d, 1, n - 1) - x.narrow(d, 0, n - 1)) / _count(x, d)
+        g.narrow(d, 1, n - 1).add_(s)
+        g.narrow(d, 0, n - 1).sub_(s)
+    return g
+
+
+def _count(x, d):
+    return x.numel() // x.shape[d] * (x.shape[d] - 1)
+
+
+def test_prior_tv_is_off_by_default():
+    assert leaps.InversionConfig().prior_tv == 0.0
+
+
+def test_prior_tv_value_and_gradient(tiny_net, tiny_verifier):
+    from leaps.inversion import prepare
+
+    weight = 0.7
+    inv = prepare(tiny_net, [0, 1], stimulus(), tiny_verifier, leaps.InversionConfig(
+        prior_tv=weight, jitter=0, flip=False, **FAST))
+    assert inv.term_names[-1] == "prior_tv"
+    full = torch.arange(16)
+    with inv:
+        values = inv._loss_terms(inv.x, full, full)
+        prior = values[1 + inv.term_names.index("prior_tv")]
+        x = inv.x.detach()
+        assert prior.item() == pytest.approx(weight * _plain_tv(x).item(), rel=1e-5)
+        grad, = torch.autograd.grad(prior, inv.x)
+    torch.testing.assert_close(grad, weight * _plain_tv_grad(x))
+
+
+def test_prior_tv_adds_to_the_loss(tiny_net, tiny_verifier):
+    result = leaps.invert(tiny_net, 3, stimulus(), verifier=tiny_verifier, prior_tv=0.5, **FAST)
+    assert set(result.history) == {"loss", "lr", "ce", "prim", "coh", "feat", "prior_tv"}
+    total = [sum(result.history[k][i] for k in ("ce", "prim", "coh", "feat", "prior_tv")) for i in range(3)]
+    assert result.history["loss"] == pytest.approx(total)
+    assert all(v > 0 for v in result.history["prior_tv"])
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "0.1", None])
+def test_prior_tv_bad_values(tiny_net, bad):
+    with pytest.raises(LeapsError, match="prior_tv"):
+        leaps.invert(tiny_net, 0, stimulus(), prior_tv=bad, **FAST)
+
+
+def test_prior_tv_only_for_leaps(tiny_net):
+    with pytest.raises(LeapsError, match="prior_tv.*tv_weight"):
+        leaps.invert(tiny_net, 0, stimulus(), objective="deepdream", prior_tv=0.1, **FAST)
