@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=200, help="Adam updates (default 200)")
     demo.add_argument("--target", default="ring growing", help="toy class to synthesise (default 'ring growing')")
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of x*'s noise and augmentation (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -237,7 +238,7 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.out), steps=args.steps, device=_device(args.device), progress=not args.quiet, run=_run,
-                    target=args.target)
+                    target=args.target, seed=args.seed)
 
 
 COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo}

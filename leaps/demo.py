@@ -43,11 +43,12 @@ DEMO_PRESET = dict(init_scale=0.1, r=1e-3, lambda_first=20.0, lambda_last=6.0, p
                    verifier_input=(DEMO_FRAMES, DEMO_SIZE), jitter=2)
 
 
-def demo_config(steps: int, progress: bool = True):
+def demo_config(steps: int, progress: bool = True, seed: int = 0):
     """The :class:`InversionConfig` of ``leaps demo``: the toy geometry with :data:`DEMO_PRESET`."""
     from .config import InversionConfig
 
-    return InversionConfig(steps=steps, frames=DEMO_FRAMES, size=DEMO_SIZE, progress=progress).replace(**DEMO_PRESET)
+    return InversionConfig(steps=steps, frames=DEMO_FRAMES, size=DEMO_SIZE, progress=progress,
+                           seed=seed).replace(**DEMO_PRESET)
 
 
 def _at_demo_size(result):
@@ -60,7 +61,7 @@ def _at_demo_size(result):
     return result
 
 
-def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS) -> int:
+def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS, seed: int = 0) -> int:
     from .classes import resolve_target
     from .inversion import invert
     from .models import build_model, get_spec
@@ -76,11 +77,12 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         stimuli.append(read_video(path, DEMO_FRAMES, DEMO_SIZE))
     model = build_model(DEMO_MODEL, pretrained=True).to(device)
     verifier = build_model(DEMO_VERIFIER, pretrained=True).to(device)
-    config = demo_config(steps, progress)  # a preset for the demo (see DEMO_PRESET); library defaults stay
+    config = demo_config(steps, progress, seed)  # a preset for the demo (see DEMO_PRESET); library defaults stay
     print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[label]}' (and one video of each "
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
           f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; stimuli in {out / 'stimuli'}")
-    print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items()))
+    print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
+          + f"; seed {config.seed}")
     code = run(lambda: _at_demo_size(invert(model, labels, stimuli, verifier, config)), out)
     print(f"'{TOY_CLASSES[label]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
     return code

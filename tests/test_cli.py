@@ -229,6 +229,9 @@ def test_demo_preset_reaches_the_inversion(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "demo", "--steps", "1", "--out", str(tmp_path / "demo"), "--quiet")
     assert code == 0, err
     assert seen["config"] == demo_config(1, progress=False)
+    code, _, err = run(capsys, "demo", "--steps", "1", "--seed", "3", "--out", str(tmp_path / "demo3"), "--quiet")
+    assert code == 0, err
+    assert seen["config"] == demo_config(1, progress=False, seed=3) and seen["config"].seed == 3
     assert "demo preset" in out and "prior_tv=1.0" in out
     import av
 
