@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import importlib.util
 import json
 import math
 import platform
@@ -49,23 +48,11 @@ import torch
 from leaps.timing import synchronize as _sync, time_ms as _time
 from leaps.inversion import prepare
 from leaps.models import build_model, get_spec
-
-HERE = Path(__file__).resolve().parent
-
-
-def _sibling(name: str):
-    """Import benchmarks/<name>.py (benchmarks/ is not a package) once, as ``benchmarks_<name>``."""
-    key = f"benchmarks_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    spec.loader.exec_module(module)
-    return module
+from siblings import load_benchmark  # benchmarks/siblings.py: this folder is on sys.path
 
 
-formulations = _sibling("formulations")
+
+formulations = load_benchmark("formulations")
 
 SYNTHESIS_STEPS = 2000
 GRAPH_WARMUP = 3  # leaps.engine.GRAPH_WARMUP: eager steps before a CUDA graph is captured

@@ -26,21 +26,10 @@ from pathlib import Path
 import torch
 
 from leaps.timing import graph_time_ms
+from siblings import load_benchmark  # benchmarks/siblings.py: this folder is on sys.path
 
 
-def _kernels_benchmark():
-    """benchmarks/kernels.py, by path: the repository root also has a ``kernels`` package."""
-    import importlib.util
-    name = "benchmarks_kernels"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "kernels.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_kb = _kernels_benchmark()
+_kb = load_benchmark("kernels")  # by path: the repository root also has a ``kernels`` package
 DTYPES, Problem, derive_layer_set, peak_bandwidth = _kb.DTYPES, _kb.Problem, _kb.derive_layer_set, _kb.peak_bandwidth
 
 #: (rows, positions, warps) candidates of channel_stats.

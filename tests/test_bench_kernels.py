@@ -11,7 +11,7 @@ import torch
 
 from leaps import _ext, ops
 
-from test_benchmarks import load
+from siblings import load_benchmark as load  # benchmarks/siblings.py (see conftest)
 
 HAS_EXT_OPS = _ext.available() and hasattr(torch.ops.leaps, "channel_stats")
 TRITON_ON_CPU = ops.triton_importable() and ops.triton_interpreted()

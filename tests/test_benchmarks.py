@@ -1,19 +1,8 @@
 """The benchmark scripts run end to end (tiny settings; speed and quality numbers live in their output)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"benchmarks_{name}"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from siblings import load_benchmark as load  # benchmarks/siblings.py (conftest puts benchmarks/ on sys.path)
 
 
 def test_quality_tables_written(tmp_path, capsys):
