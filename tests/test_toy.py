@@ -206,3 +206,21 @@ def test_invert_resolves_toy_class_names(shipped):
                           progress=False)
     assert result.targets == [_index("ring growing")]
     assert result.video.shape == (1, 3, 8, 64, 64)
+
+
+def test_fgsm_perturbation_stays_in_the_pixel_ball():
+    """Adversarial training (--adv-eps): perturbed pixels within eps of the clean ones, in [0, 1]."""
+    from leaps.toy.train import fgsm_perturb
+
+    torch.manual_seed(0)
+    model = build_toy_net("x3d", len(TOY_CLASSES)).eval()
+    videos, labels = ToyVideos("train", 4).batch(range(4))
+    eps = 8 / 255
+    before = [p.clone() for p in model.parameters()]
+    adv = fgsm_perturb(model, videos, labels, eps, torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(TOY_MEAN).view(1, 3, 1, 1, 1), torch.tensor(TOY_STD).view(1, 3, 1, 1, 1)
+    clean, pert = videos * std + mean, adv * std + mean
+    assert adv.shape == videos.shape and not adv.requires_grad
+    assert (pert - clean).abs().max() <= eps + 1e-5 and (pert - clean).abs().max() > eps / 2
+    assert pert.min() >= -1e-6 and pert.max() <= 1 + 1e-6
+    assert all(torch.equal(a, b) and b.grad is None for a, b in zip(before, model.parameters()))

@@ -1,7 +1,7 @@
 """Train the toy networks on the toy world, reproducibly, and ship their checkpoints.
 
     python -m leaps.toy.train [--out leaps/data] [--nets r3d x3d r2plus1d] [--epochs 3]
-                              [--train-clips 8000] [--seed 0]
+                              [--train-clips 8000] [--seed 0] [--adv-eps 0]
 
 Each network sees a fixed training set of ``--train-clips`` clips (split 'train', re-rendered on
 the fly every epoch: rendering costs ~1 ms a clip, far less than a training step), with random
@@ -10,6 +10,14 @@ decay. After training the BatchNorm running statistics are re-estimated as exact
 over training clips (momentum=None): LEAPS' R_feat matches them, so they should be precise.
 Held-out top-1 is measured on the 'test' split, which training never touches, and saved in the
 checkpoint's metadata together with the training wall time.
+
+``--adv-eps E`` (> 0) trains adversarially ("fast" FGSM with a random start, Wong et al. 2020):
+every batch is replaced by its L-inf perturbation of radius ``E`` in *pixel* units (pixels in
+[0, 1], i.e. before the TOY_MEAN / TOY_STD normalisation): a uniform start in [-E, E], one
+signed-gradient step of ``1.25 E``, projection onto the E-ball and clamping of the pixels to
+[0, 1]. The default 0 trains exactly as before (same random streams, bit-identical weights).
+Robust classifiers have "perceptually aligned" input gradients (Santurkar et al. 2019), which
+is what an inversion follows.
 """
 
 from __future__ import annotations
@@ -50,6 +58,26 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def fgsm_perturb(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, eps: float,
+                 gen: torch.Generator, step: float | None = None) -> torch.Tensor:
+    """Fast FGSM with a random start (Wong et al. 2020) in pixel space, on normalised ``videos``.
+
+    ``eps`` and ``step`` (default ``1.25 eps``) are in pixel units ([0, 1]); the perturbed
+    pixels are clamped to [0, 1] and returned normalised again (TOY_MEAN / TOY_STD), detached.
+    The model's parameter gradients are left untouched (only the input gradient is taken).
+    """
+    step = 1.25 * eps if step is None else step
+    mean = torch.tensor(TOY_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(TOY_STD).view(1, 3, 1, 1, 1)
+    pixels = videos * std + mean
+    delta = (torch.rand(pixels.shape, generator=gen) * 2 - 1) * eps
+    delta = ((pixels + delta).clamp(0, 1) - pixels).requires_grad_(True)
+    loss = F.cross_entropy(model((pixels + delta - mean) / std), labels)
+    (grad,) = torch.autograd.grad(loss, delta)
+    delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
+    return ((pixels + delta).clamp(0, 1) - mean) / std
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ToyVideos, batch: int = 100) -> float:
     """Top-1 accuracy of ``model`` (put in eval mode) on all of ``data``."""
@@ -59,6 +87,20 @@ def evaluate(model: nn.Module, data: ToyVideos, batch: int = 100) -> float:
         videos, labels = data.batch(range(start, min(start + batch, len(data))))
         correct += int((model(videos).argmax(1) == labels).sum())
     return correct / len(data)
+
+
+def evaluate_fgsm(model: nn.Module, data: ToyVideos, eps: float, clips: int = 200, batch: int = 50,
+                  seed: int = 0) -> float:
+    """Top-1 of ``model`` (eval mode) on the first ``clips`` items of ``data`` under FGSM-RS ``eps``."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed + 3)
+    correct = 0
+    for start in range(0, clips, batch):
+        videos, labels = data.batch(range(start, min(start + batch, clips)))
+        adv = fgsm_perturb(model, videos, labels, eps, gen)
+        with torch.no_grad():
+            correct += int((model(adv).argmax(1) == labels).sum())
+    return correct / clips
 
 
 @torch.no_grad()
@@ -84,20 +126,26 @@ def recalibrate_batchnorm(model: nn.Module, data: ToyVideos, batch: int = 50) ->
 
 def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int = 32,
               lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, bn_clips: int = 2000,
-              test_clips: int = 1000, val_clips: int = 500, log=print) -> tuple[nn.Module, dict]:
-    """Train toy network ``name``; returns ``(model in eval mode, metadata)``."""
+              test_clips: int = 1000, val_clips: int = 500, adv_eps: float = 0.0,
+              log=print) -> tuple[nn.Module, dict]:
+    """Train toy network ``name``; returns ``(model in eval mode, metadata)``.
+
+    ``adv_eps`` > 0: adversarial training (see :func:`fgsm_perturb`), radius in pixel units.
+    """
     set_determinism(seed)
     model = build_toy_net(name, len(TOY_CLASSES))
     train = ToyVideos("train", train_clips, frames=FRAMES, size=SIZE, seed=seed)
     val = ToyVideos("val", val_clips, frames=FRAMES, size=SIZE, seed=seed)
     order_gen = torch.Generator().manual_seed(seed)
     flip_gen = torch.Generator().manual_seed(seed + 1)
+    adv_gen = torch.Generator().manual_seed(seed + 2)  # only drawn from when adv_eps > 0
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(train_clips / batch)
     total = epochs * steps_per_epoch
     params = sum(p.numel() for p in model.parameters())
     log(f"[{name}] {type(model).__name__}: {params:,} parameters, {epochs} epochs x "
-        f"{steps_per_epoch} steps of {batch} clips")
+        f"{steps_per_epoch} steps of {batch} clips"
+        + (f", adversarial (FGSM + random start, eps {adv_eps:g} = {adv_eps * 255:.3g}/255)" if adv_eps > 0 else ""))
 
     start, step = time.perf_counter(), 0
     for epoch in range(epochs):
@@ -109,6 +157,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
             videos[flip] = videos[flip].flip(-1)  # mirror-invariant classes: free augmentation
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step, total, lr, warmup=max(1, total // 20))
+            if adv_eps > 0:
+                videos = fgsm_perturb(model, videos, labels, adv_eps, adv_gen)
             logits = model(videos)
             loss = F.cross_entropy(logits, labels)
             optimiser.zero_grad(set_to_none=True)
@@ -130,6 +180,11 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
     test_acc = evaluate(model, test)
     log(f"[{name}] held-out test top-1 {test_acc:.4f} on {test_clips} clips; "
         f"trained in {train_seconds:.0f} s")
+    robust_acc = None
+    if adv_eps > 0:  # FGSM-RS accuracy on the first 200 test clips (a cheap sanity check of robustness)
+        robust_acc = evaluate_fgsm(model, test, adv_eps, clips=min(200, test_clips), seed=seed)
+        log(f"[{name}] held-out top-1 under FGSM-RS eps {adv_eps:g}: {robust_acc:.4f} "
+            f"on {min(200, test_clips)} clips")
     meta = {
         "net": name,
         "arch": type(model).__name__,
@@ -147,6 +202,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
         "train_clips": train_clips,
         "batch": batch,
         "lr": lr,
+        **({"adv_eps": adv_eps, "adv_attack": "fgsm-rs", "robust_test_accuracy": robust_acc}
+           if adv_eps > 0 else {}),
         "train_seconds": round(train_seconds, 1),
         "threads": torch.get_num_threads(),
         "torch": str(torch.__version__),
@@ -165,12 +222,15 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-clips", type=int, default=1000)
+    parser.add_argument("--adv-eps", type=float, default=0.0,
+                        help="adversarial training: L-inf radius in pixel units [0, 1] (e.g. 0.0157 = 4/255); "
+                             "fast FGSM with random start; 0 (default) = standard training")
     args = parser.parse_args(argv)
 
     overall = time.perf_counter()
     for name in args.nets:
         model, meta = train_net(name, epochs=args.epochs, train_clips=args.train_clips, batch=args.batch,
-                                lr=args.lr, seed=args.seed, test_clips=args.test_clips)
+                                lr=args.lr, seed=args.seed, test_clips=args.test_clips, adv_eps=args.adv_eps)
         path = save_checkpoint(model, meta, args.out / checkpoint_name(name))
         print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(f"all done in {time.perf_counter() - overall:.0f} s")
