@@ -17,7 +17,8 @@ from leaps.toy.checkpoint import read_checkpoint, shipped_path
 from leaps.toy.data import stimulus_name, write_stimuli
 from leaps.video import read_video
 
-TOY_MODELS = [f"toy_{net}" for net in TOY_NETS]
+TOY_MODELS = [f"toy_{net}" for net in TOY_NETS] + ["toy_r3d_robust"]
+SHIPPED = [(net, False) for net in TOY_NETS] + [("r3d", True)]  # (net, adversarially trained)
 SHAPES = ("square", "ring", "bar")
 
 
@@ -159,9 +160,9 @@ def test_class_names_field_is_optional():
     assert ModelSpec.__dataclass_fields__["class_names"].default is None
 
 
-@pytest.mark.parametrize("net", list(TOY_NETS))
-def test_shipped_checkpoint_metadata(net):
-    path = Path(str(shipped_path(net)))
+@pytest.mark.parametrize("net, robust", SHIPPED)
+def test_shipped_checkpoint_metadata(net, robust):
+    path = Path(str(shipped_path(net, robust)))
     assert path.is_file() and path.stat().st_size < 2_500_000
     state, meta = read_checkpoint(path)
     assert meta["classes"] == TOY_CLASSES and meta["net"] == net
@@ -169,6 +170,11 @@ def test_shipped_checkpoint_metadata(net):
     assert tuple(meta["mean"]) == TOY_MEAN and tuple(meta["std"]) == TOY_STD
     assert meta["test_accuracy"] >= 0.95 and meta["test_clips"] >= 1000
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+    if robust:  # what the zoo notes say it was trained with
+        assert meta["adv_eps"] == pytest.approx(8 / 255) and meta["adv_attack"] == "fgsm-rs"
+        assert meta["robust_test_accuracy"] >= 0.8
+    else:
+        assert "adv_eps" not in meta
 
 
 @pytest.mark.parametrize("name", TOY_MODELS)

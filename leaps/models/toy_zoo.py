@@ -1,4 +1,5 @@
-"""The toy-world networks (:mod:`leaps.toy`), registered as ``toy_r3d``, ``toy_x3d``, ``toy_r2plus1d``.
+"""The toy-world networks (:mod:`leaps.toy`), registered as ``toy_r3d``, ``toy_x3d``, ``toy_r2plus1d``,
+and ``toy_r3d_robust`` (ToyR3D trained adversarially, the network ``leaps demo`` inverts).
 
 They are trained offline on procedurally generated 8 x 64^2 action videos (10 classes), and
 their weights ship with the package (``leaps/data/toy_<net>.pt``), so that
@@ -6,6 +7,9 @@ their weights ship with the package (``leaps/data/toy_<net>.pt``), so that
 the weights are loaded when a model is built.
 
 Presets: ToyR3D borrows 3D R50's row of Table S1, ToyX3D X3D-S's, ToyR2Plus1D (2+1)D R50's.
+An adversarially trained classifier has input gradients that follow the shapes it recognises
+("perceptually aligned", Santurkar et al. 2019), so its inversions show more shape: the robust
+ToyR3D gives 'ring growing' a hollow, curved object where the standard one gives a blob.
 """
 
 from __future__ import annotations
@@ -27,14 +31,22 @@ _NOTES = (
 )
 
 
-def _load_shipped(net: str, num_classes: int) -> nn.Module:
+_ROBUST_NOTES = (
+    "; adversarially trained (FGSM with random start, eps 8/255 in pixels, 4 epochs: "
+    "python -m leaps.toy.train --nets r3d --epochs 4 --adv-eps 0.03137254901960784)"
+)
+
+
+def _load_shipped(net: str, robust: bool, num_classes: int) -> nn.Module:
     """The toy network ``net`` with its shipped weights.
 
     ``num_classes`` is what build_model passes to every hub (400, the Kinetics count); the toy
     checkpoints always have ``len(TOY_CLASSES)`` classes, which is what is returned.
     """
     del num_classes
-    state, meta = read_checkpoint(shipped_path(net))
+    state, meta = read_checkpoint(shipped_path(net, robust))
+    if robust and not meta.get("adv_eps"):
+        raise WeightsError(f"the shipped checkpoint of {net} (robust) was not trained adversarially")
     if list(meta.get("classes", [])) != TOY_CLASSES:
         raise WeightsError(
             f"the shipped toy checkpoint of {net} was trained on other classes than leaps.toy "
@@ -49,9 +61,9 @@ def _load_shipped(net: str, num_classes: int) -> nn.Module:
     return model
 
 
-def _spec(net: str, title: str, preset: Preset) -> ModelSpec:
+def _spec(net: str, title: str, preset: Preset, robust: bool = False) -> ModelSpec:
     return ModelSpec(
-        name=f"toy_{net}",
+        name=f"toy_{net}" + ("_robust" if robust else ""),
         title=title,
         source="toy",
         kind="cnn",
@@ -62,8 +74,8 @@ def _spec(net: str, title: str, preset: Preset) -> ModelSpec:
         std=TOY_STD,
         preset=preset,
         builder=partial(build_toy_net, net),
-        hub=partial(_load_shipped, net),
-        notes=_NOTES.format(net=net),
+        hub=partial(_load_shipped, net, robust),
+        notes=_NOTES.format(net=net) + (_ROBUST_NOTES if robust else ""),
         class_names=tuple(TOY_CLASSES),
     )
 
@@ -72,6 +84,7 @@ SPECS = (
     _spec("r3d", "Toy R3D", Preset(1.0, 0.3, 7.5e-3)),  # 3D R50's preset
     _spec("x3d", "Toy X3D", Preset(1.0, 0.1, 1e-3)),  # X3D-S's preset
     _spec("r2plus1d", "Toy R(2+1)D", Preset(0.75, 0.1, 5e-3)),  # (2+1)D R50's preset
+    _spec("r3d", "Toy R3D (robust)", Preset(1.0, 0.3, 7.5e-3), robust=True),
 )
 
 for _s in SPECS:

@@ -19,14 +19,15 @@ from leaps._atomic import atomic_path
 from leaps.errors import WeightsError
 
 
-def checkpoint_name(net: str) -> str:
-    """File name of the shipped checkpoint of toy network ``net``, e.g. ``toy_r3d.pt``."""
-    return f"toy_{net}.pt"
+def checkpoint_name(net: str, robust: bool = False) -> str:
+    """File name of the shipped checkpoint of toy network ``net``: ``toy_r3d.pt``, or
+    ``toy_r3d_robust.pt`` for the adversarially trained one."""
+    return f"toy_{net}{'_robust' if robust else ''}.pt"
 
 
-def shipped_path(net: str):
+def shipped_path(net: str, robust: bool = False):
     """The shipped checkpoint of ``net`` inside the installed package (a Traversable)."""
-    return resources.files("leaps").joinpath("data", checkpoint_name(net))
+    return resources.files("leaps").joinpath("data", checkpoint_name(net, robust))
 
 
 def save_checkpoint(model: nn.Module, meta: dict, path) -> Path:

@@ -214,7 +214,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leaps.toy.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data",
-                        help="folder for toy_<net>.pt (default: the package's leaps/data)")
+                        help="folder for toy_<net>.pt, toy_<net>_robust.pt with --adv-eps "
+                             "(default: the package's leaps/data)")
     parser.add_argument("--nets", nargs="+", default=list(TOY_NETS), choices=list(TOY_NETS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-clips", type=int, default=8000)
@@ -231,7 +232,7 @@ def main(argv=None) -> int:
     for name in args.nets:
         model, meta = train_net(name, epochs=args.epochs, train_clips=args.train_clips, batch=args.batch,
                                 lr=args.lr, seed=args.seed, test_clips=args.test_clips, adv_eps=args.adv_eps)
-        path = save_checkpoint(model, meta, args.out / checkpoint_name(name))
+        path = save_checkpoint(model, meta, args.out / checkpoint_name(name, robust=args.adv_eps > 0))
         print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(f"all done in {time.perf_counter() - overall:.0f} s")
     return 0
