@@ -230,3 +230,11 @@ def test_fgsm_perturbation_stays_in_the_pixel_ball():
     assert (pert - clean).abs().max() <= eps + 1e-5 and (pert - clean).abs().max() > eps / 2
     assert pert.min() >= -1e-6 and pert.max() <= 1 + 1e-6
     assert all(torch.equal(a, b) and b.grad is None for a, b in zip(before, model.parameters()))
+
+
+def test_robust_name_refuses_a_standard_checkpoint(monkeypatch):
+    import leaps.models.toy_zoo as toy_zoo
+
+    monkeypatch.setattr(toy_zoo, "shipped_path", lambda net, robust=False: shipped_path(net))  # the standard file
+    with pytest.raises(leaps.errors.WeightsError, match="not trained adversarially"):
+        build_model("toy_r3d_robust", pretrained=True)
