@@ -65,10 +65,13 @@ def _at_demo_size(result):
     return result
 
 
-def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS, seed: int = 0) -> int:
+def demo_batch(out: Path, target: str = DEMO_CLASS) -> tuple[list[int], list]:
+    """The demo's targets (``target`` first, then every other toy class) and their stimuli.
+
+    Each stimulus is generated (seed ``DEMO_STIMULUS_SEED + label``), written as mp4 under
+    ``out/stimuli`` and read back, as a user's clip would be.
+    """
     from .classes import resolve_target
-    from .inversion import invert
-    from .models import build_model, get_spec
     from .toy.data import TOY_CLASSES, generate
     from .video import read_video, write_video
 
@@ -79,14 +82,23 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         path = write_video(generate(c, seed=DEMO_STIMULUS_SEED + c, frames=16, size=DEMO_SIZE),
                            out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}.mp4", fps=8)
         stimuli.append(read_video(path, DEMO_FRAMES, DEMO_SIZE))
+    return labels, stimuli
+
+
+def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS, seed: int = 0) -> int:
+    from .inversion import invert
+    from .models import build_model, get_spec
+    from .toy.data import TOY_CLASSES
+
+    labels, stimuli = demo_batch(out, target)
     model = build_model(DEMO_MODEL, pretrained=True).to(device)
     verifier = build_model(DEMO_VERIFIER, pretrained=True).to(device)
     config = demo_config(steps, progress, seed)  # a preset for the demo (see DEMO_PRESET); library defaults stay
-    print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[label]}' (and one video of each "
+    print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[labels[0]]}' (and one video of each "
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
           f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; stimuli in {out / 'stimuli'}")
     print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
     code = run(lambda: _at_demo_size(invert(model, labels, stimuli, verifier, config)), out)
-    print(f"'{TOY_CLASSES[label]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
+    print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
     return code

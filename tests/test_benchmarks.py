@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end (tiny settings; speed and quality numbers live in their output)."""
 
 import json
+import re
 
 from siblings import load_benchmark as load  # benchmarks/siblings.py (conftest puts benchmarks/ on sys.path)
 
@@ -25,3 +26,15 @@ def test_step_latency_runs(capsys):
                                "--iters", "2", "--warmup", "1", "--device", "cpu"])
     out = capsys.readouterr().out
     assert "leaps step (reference)" in out and "bare step" in out
+
+
+def test_demo_precision_scores_the_demo_inversion(tmp_path, capsys):
+    demo_precision = load("demo_precision")
+    out = tmp_path / "precision.json"
+    assert demo_precision.main(["--modes", "fp32", "fast", "--seeds", "0", "--steps", "2", "--device", "cpu",
+                                "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["seed"], r["steps"]) for r in rows] == [("fp32", 0, 2)]  # fast needs CUDA: skipped
+    for key in ("top1_model", "top1_verifier", "top1_judge", "frame_ssim"):
+        assert 0.0 <= rows[0][key] <= 1.0
+    assert re.search(r"^fast +skipped: needs CUDA$", capsys.readouterr().out, re.M)
