@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, _at_demo_size, demo_batch, demo_config
-from leaps.inversion import invert
+from leaps.inversion import Network, invert
 from leaps.metrics import frame_ssim
 from leaps.models import build_model, get_spec
 
@@ -47,12 +47,9 @@ NEEDS_CUDA = {"graph", "fast", "graph+fp16"}
 
 
 @torch.no_grad()
-def judge_top1(judge: torch.nn.Module, videos: torch.Tensor, targets: list[int]) -> float:
-    """Top-1 of ``judge`` on videos in [0, 1] (N x 3 x T x H x W), normalised with its spec."""
-    spec = get_spec(JUDGE)
-    mean = torch.tensor(spec.mean, device=videos.device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(spec.std, device=videos.device).view(1, 3, 1, 1, 1)
-    pred = judge((videos - mean) / std).argmax(1).cpu()
+def judge_top1(judge: Network, videos: torch.Tensor, targets: list[int]) -> float:
+    """Top-1 of ``judge`` on videos in [0, 1] (N x 3 x T x H x W), normalised as it expects."""
+    pred = judge.module((videos - judge.mean) / judge.std).argmax(1).cpu()
     return (pred == torch.tensor(targets)).float().mean().item()
 
 
@@ -86,6 +83,7 @@ def main(argv=None) -> int:
         labels, stimuli = demo_batch(Path(tmp))
     nets = {k: build_model(name, pretrained=True).to(device)
             for k, name in (("model", DEMO_MODEL), ("verifier", DEMO_VERIFIER), ("judge", JUDGE))}
+    nets["judge"] = Network.wrap(nets["judge"], get_spec(JUDGE), None)
     print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}, judge {JUDGE}), {args.steps} steps, "
           f"10 videos a run, on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'mode':<12}{'seed':>5}{'top-1 m':>9}{'top-1 v':>9}{'judge':>7}{'SSIM':>7}{'seconds':>9}")
