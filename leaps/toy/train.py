@@ -78,29 +78,27 @@ def fgsm_perturb(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, e
     return ((pixels + delta).clamp(0, 1) - mean) / std
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: ToyVideos, batch: int = 100) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode) on all of ``data``."""
+def evaluate(model: nn.Module, data: ToyVideos, batch: int = 100, clips: int | None = None,
+             attack=None) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode) on the first ``clips`` items of ``data``
+    (all by default); ``attack(videos, labels) -> videos`` perturbs each batch first."""
     model.eval()
+    n = len(data) if clips is None else clips
     correct = 0
-    for start in range(0, len(data), batch):
-        videos, labels = data.batch(range(start, min(start + batch, len(data))))
-        correct += int((model(videos).argmax(1) == labels).sum())
-    return correct / len(data)
+    for start in range(0, n, batch):
+        videos, labels = data.batch(range(start, min(start + batch, n)))
+        if attack is not None:
+            videos = attack(videos, labels)  # takes an input gradient: outside no_grad
+        with torch.no_grad():
+            correct += int((model(videos).argmax(1) == labels).sum())
+    return correct / n
 
 
 def evaluate_fgsm(model: nn.Module, data: ToyVideos, eps: float, clips: int = 200, batch: int = 50,
                   seed: int = 0) -> float:
     """Top-1 of ``model`` (eval mode) on the first ``clips`` items of ``data`` under FGSM-RS ``eps``."""
-    model.eval()
     gen = torch.Generator().manual_seed(seed + 3)
-    correct = 0
-    for start in range(0, clips, batch):
-        videos, labels = data.batch(range(start, min(start + batch, clips)))
-        adv = fgsm_perturb(model, videos, labels, eps, gen)
-        with torch.no_grad():
-            correct += int((model(adv).argmax(1) == labels).sum())
-    return correct / clips
+    return evaluate(model, data, batch, clips, attack=lambda videos, labels: fgsm_perturb(model, videos, labels, eps, gen))
 
 
 @torch.no_grad()
