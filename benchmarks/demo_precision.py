@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, _at_demo_size, demo_batch, demo_config
+from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.metrics import frame_ssim
 from leaps.models import build_model, get_spec
@@ -58,7 +58,7 @@ def run_one(mode: str, seed: int, steps: int, device: torch.device, nets: dict, 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    result = _at_demo_size(invert(nets["model"], labels, stimuli, nets["verifier"], config))
+    result = at_demo_size(invert(nets["model"], labels, stimuli, nets["verifier"], config))
     seconds = time.perf_counter() - start
     video = result.video.float()
     return {

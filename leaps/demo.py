@@ -3,8 +3,9 @@
 It inverts a toy-world network shipped with the package (``toy_r3d_robust``: the toy R3D trained
 adversarially on procedurally generated action videos, see :mod:`leaps.toy`) with the shipped toy
 verifier (``toy_x3d``) for R_feat. The robust network is the one whose inversions show shapes
-(a hollow, curved object for 'ring growing'; the standard ``toy_r3d`` gives a blob). R_feat matches the verifier's BatchNorm statistics of a *batch* (as in DeepInversion),
-and a single video cannot have the statistics of a whole dataset, so the requested class is
+(a hollow, curved object for 'ring growing'; the standard ``toy_r3d`` gives a blob). R_feat
+matches the verifier's BatchNorm statistics of a *batch* (as in DeepInversion), and a single
+video cannot have the statistics of a whole dataset, so the requested class is
 synthesised together with one video of every other toy class, each primed by its own freshly
 generated stimulus clip. The requested class comes first: ``leaps_0.mp4`` / ``.gif`` and the top
 row of the contact sheet ``leaps.png``. The same command line inverts a real model:
@@ -55,7 +56,7 @@ def demo_config(steps: int, progress: bool = True, seed: int = 0):
                            seed=seed).replace(**DEMO_PRESET)
 
 
-def _at_demo_size(result):
+def at_demo_size(result):
     """The result with its videos upsampled to the demo's 64^2 as the networks saw them (x* is 32^2)."""
     import torch.nn.functional as F
 
@@ -99,6 +100,6 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
           f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; stimuli in {out / 'stimuli'}")
     print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
-    code = run(lambda: _at_demo_size(invert(model, labels, stimuli, verifier, config)), out)
+    code = run(lambda: at_demo_size(invert(model, labels, stimuli, verifier, config)), out)
     print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
     return code
