@@ -6,12 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, check_choice
 from .errors import LeapsError
-from .losses import DISTANCES
-from .ops import BACKENDS
-
-OBJECTIVES = ("leaps", "deepdream", "am")
-AMP_MODES = (None, "fp32", "bf16", "fp16")  # "fp32": no autocast, also under fast=True
 
 
 @dataclass
@@ -79,22 +75,17 @@ class InversionConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "InversionConfig":
-        if self.objective not in OBJECTIVES:
-            raise LeapsError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.distance not in DISTANCES:
-            raise LeapsError(f"unknown priming distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
-        if self.backend not in BACKENDS:
-            raise LeapsError(f"unknown loss backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise LeapsError(f"unknown lr schedule {self.lr_schedule!r}; choose cosine or constant")
+        check_choice(self.objective, OBJECTIVES, "objective")
+        check_choice(self.distance, DISTANCES, "priming distance")
+        check_choice(self.backend, BACKENDS, "loss backend")
+        check_choice(self.lr_schedule, LR_SCHEDULES, "lr schedule")
         if self.steps < 1:
             raise LeapsError("steps must be at least 1")
         if self.frames < 1 or self.size < 8:
             raise LeapsError(f"x* must have at least 1 frame and 8 x 8 pixels, got {self.frames} x {self.size}^2")
         if not 0.0 < self.priming_fraction <= 1.0:
             raise LeapsError("priming_fraction must be in (0, 1]")
-        if self.amp not in AMP_MODES:
-            raise LeapsError(f"unknown amp mode {self.amp!r}; choose fp32, bf16, fp16 or None")
+        check_choice(self.amp, AMP_MODES, "amp mode")
         if self.sync_every < 0:
             raise LeapsError("sync_every must be >= 0")
         if self.lr <= 0:

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import ops
-
-_SQRT_FLOOR = 1e-24  # sqrt(max(x, floor)): a zero distance has gradient 0, not NaN
+from .constants import JVS_EPS
+from .constants import SQRT_FLOOR as _SQRT_FLOOR
 
 
 def _segment_sum(data: Tensor, lengths: Tensor) -> Tensor:
@@ -66,9 +66,9 @@ def priming_loss(rows: Sequence[Tensor], stimulus_means: Sequence[Tensor], weigh
     if distance in ("jvs", "cos"):
         dot, na, nv = _segment_sum(torch.stack([a * v, a * a, v * v], 1), layout.row_lengths).unbind(1)
         if distance == "jvs":
-            dist = 1.0 - dot / (na + nv - dot + 1e-8)
+            dist = 1.0 - dot / (na + nv - dot + JVS_EPS)
         else:  # as F.cosine_similarity: each norm clamped at eps
-            eps = 1e-8
+            eps = JVS_EPS
             dist = 1.0 - dot / (na.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps) * nv.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps))
     elif distance == "l1":
         dist = _segment_sum((a - v).abs(), layout.row_lengths) / layout.row_channels

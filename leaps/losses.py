@@ -22,10 +22,7 @@ import torch.nn.functional as F
 
 from . import fused, ops
 from .errors import LeapsError, ShapeError
-from .ops import BACKENDS
-
-JVS_EPS = 1e-8
-DISTANCES = ("jvs", "l1", "l2", "cos")
+from .constants import BACKENDS, DISTANCES, JVS_EPS, SQRT_FLOOR
 
 
 def _check_backend(backend: str) -> None:
@@ -76,7 +73,7 @@ def feature_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "jvs") ->
     if distance == "l1":
         return (a - b).abs().mean(-1)
     if distance == "l2":
-        return (a - b).pow(2).mean(-1).clamp_min(1e-24).sqrt()
+        return (a - b).pow(2).mean(-1).clamp_min(SQRT_FLOOR).sqrt()
     raise LeapsError(f"unknown priming distance {distance!r}; choose one of {', '.join(DISTANCES)}")
 
 

@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from . import _ext
+from .constants import BACKENDS
 from .errors import LeapsError, ShapeError
 
-BACKENDS = ("auto", "reference", "triton", "cuda")
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
