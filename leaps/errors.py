@@ -25,6 +25,10 @@ class WeightsError(LeapsError):
     """A weights file is missing or does not fit the model, or hub weights cannot be fetched."""
 
 
+class UntrustedWeightsError(WeightsError):
+    """A checkpoint references Python objects whose unpickling could run code (no opt-in given)."""
+
+
 class VerifierError(LeapsError):
     """The verifier cannot be used for R_feat (e.g. it has no BatchNorm layers)."""
 

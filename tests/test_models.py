@@ -200,14 +200,16 @@ def test_save_weights_and_build_model_with_weights(tmp_path):
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
 
 
-def test_trusted_pickle_fallback_warns(tmp_path):
-    # Old pytorchvideo checkpoints pickle non-tensor objects that weights_only rejects.
+def test_unknown_pickled_objects_need_trust(tmp_path):
+    # A checkpoint pickling objects outside the allow-list is refused (unpickling could run code),
+    # and loads only with the explicit opt-in.
     source = _fresh(4)
     path = tmp_path / "old.pyth"
     torch.save({"model_state": source.state_dict(), "cfg": _Config()}, path)
     target = _fresh(5)
-    with pytest.warns(UserWarning, match="trust"):
+    with pytest.raises(WeightsError, match=r"_Config.*trust_weights=True \(--trust-weights\)"):
         load_weights(target, path)
+    load_weights(target, path, trust_weights=True)
     _assert_same_params(source, target)
 
 

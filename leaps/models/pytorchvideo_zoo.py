@@ -12,11 +12,14 @@ adapts the hub network in two ways (:func:`_adapt_head`):
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
+import torch
 from torch import nn
 
 from leaps.models import _compat
+from leaps.models.weights import load_weights
 from leaps.models.registry import ModelSpec, Preset, register
 
 MEAN = (0.45, 0.45, 0.45)
@@ -38,14 +41,28 @@ def _adapt_head(model: nn.Module) -> nn.Module:
     return model
 
 
-def _hub_model(fn_name: str, num_classes: int, *, pretrained: bool = False) -> nn.Module:
-    """Build ``pytorchvideo.models.hub.<fn_name>`` and adapt its head."""
-    hub = _compat.pytorchvideo_hub()
-    fn = getattr(hub, fn_name)
-    # Passing model_num_class with pretrained=True would trip the hub's "don't change the
-    # config" rule; pretrained checkpoints always have 400 classes (checked by build_model).
-    kwargs = {} if pretrained else {"model_num_class": num_classes}
-    return _adapt_head(fn(pretrained=pretrained, **kwargs))
+def _hub_model(fn_name: str, num_classes: int, *, url: str | None = None, trust_weights: bool = False) -> nn.Module:
+    """Build ``pytorchvideo.models.hub.<fn_name>`` (with the checkpoint at ``url``) and adapt its head.
+
+    The checkpoint is downloaded here and read by :func:`leaps.models.weights.load_weights`,
+    which runs no code from the file: pytorchvideo's own ``pretrained=True`` unpickles it fully.
+    Pretrained checkpoints always have 400 classes (checked by ``build_model``).
+    """
+    fn = getattr(_compat.pytorchvideo_hub(), fn_name)
+    model = fn(pretrained=False, model_num_class=num_classes)
+    if url is not None:
+        load_weights(model, _download(url), trust_weights=trust_weights)
+    return _adapt_head(model)
+
+
+def _download(url: str) -> str:
+    """The file at ``url`` in torch's hub cache (downloaded once, atomically by torch)."""
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, os.path.basename(url))
+    if not os.path.isfile(path):
+        torch.hub.download_url_to_file(url, path, progress=True)
+    return path
 
 
 def _csn_r50(num_classes: int) -> nn.Module:
@@ -74,7 +91,7 @@ def _spec(name, title, frames, size, fixed_size, preset, *, builder=None, hub=Tr
         std=STD,
         preset=preset,
         builder=builder or partial(_hub_model, name),
-        hub=partial(_hub_model, name, pretrained=True) if hub else None,
+        hub=partial(_hub_model, name, url=url) if hub and url else None,
         notes=notes,
         url=url,
     )

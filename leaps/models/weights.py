@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import functools
+import importlib
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from leaps.errors import WeightsError
+from leaps.errors import UntrustedWeightsError, WeightsError
 
 PathLike = Union[str, os.PathLike]
 
@@ -22,6 +24,48 @@ _NESTING_KEYS = ("model_state", "state_dict", "model")
 _WRAPPER_PREFIXES = ("module.", "model.")
 _SHOWN = 5  # how many offending keys an error message lists
 
+#: Globals, by their pickled name, that a checkpoint may reference without trust_weights: what
+#: official checkpoints hold besides tensors (pytorchvideo / SlowFast / TimeSformer: numpy
+#: epoch counters and arrays, their configs as YAML strings; many repositories: an argparse
+#: Namespace). None of them runs code when unpickled: they rebuild plain data. (torch cannot
+#: rebuild dict subclasses such as yacs' CfgNode without a full unpickle.) numpy 1.x pickles
+#: numpy.core.*, numpy 2.x numpy._core.*; both names are listed.
+_ALLOWED_NAMES = (
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "argparse.Namespace",
+)
+#: numpy >= 1.25 pickles dtypes of arrays as classes of numpy.dtypes (plain data types only).
+_NUMPY_DTYPE_CLASSES = (
+    "Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+    "Float16", "Float32", "Float64", "LongDouble", "Complex64", "Complex128", "Byte", "UByte",
+    "Short", "UShort", "Int", "UInt", "Long", "ULong", "LongLong", "ULongLong",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_globals() -> list:
+    """The allow-list as ``torch.serialization.safe_globals`` takes it: ``(object, pickled name)``.
+
+    Objects whose module is not installed are left out: such a file could not be unpickled anyway.
+    """
+    found = []
+    names = list(_ALLOWED_NAMES) + [f"numpy.dtypes.{c}DType" for c in _NUMPY_DTYPE_CLASSES]
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        try:
+            with warnings.catch_warnings():  # numpy 2 warns on importing its numpy.core alias
+                warnings.simplefilter("ignore")
+                obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        found.append((obj, name))
+    return found
+
 
 def save_weights(model: nn.Module, path: PathLike) -> None:
     """Save ``model``'s state dict to ``path`` (parent folders are created)."""
@@ -31,18 +75,26 @@ def save_weights(model: nn.Module, path: PathLike) -> None:
     torch.save(model.state_dict(), path)
 
 
-def load_weights(model: nn.Module, path: PathLike) -> nn.Module:
+def load_weights(model: nn.Module, path: PathLike, *, trust_weights: bool = False) -> nn.Module:
     """Load the checkpoint at ``path`` into ``model`` (strictly) and return ``model``.
 
     Accepts a plain state dict, a dict nesting it under ``model_state`` / ``state_dict`` /
     ``model``, or a pickled module; strips ``module.`` / ``model.`` prefixes when that makes the
     keys match. Raises :class:`WeightsError` if the file is missing, unreadable, or does not fit
     the model (naming the missing, unexpected and mis-shaped keys).
+
+    Loading runs no code from the file: it is unpickled with ``weights_only=True`` and only the
+    globals of :func:`allowed_globals` (what the official checkpoints of the registered models
+    hold besides tensors: numpy scalars and arrays, argparse/yacs configs). A file referencing
+    anything else raises :class:`UntrustedWeightsError` naming those globals, unless
+    ``trust_weights=True`` (a full unpickle: only for files from a source you trust).
     """
     shown = os.fspath(path)
+    if os.path.isdir(path):
+        raise WeightsError(f"weights path {shown} is a directory, not a checkpoint file")
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {shown}")
-    state = _extract_state_dict(_read(path), shown)
+    state = _extract_state_dict(_read(path, trust_weights), shown)
     expected = model.state_dict()
     state = _strip_prefixes(state, expected)
     _check_fits(model, state, expected, shown)
@@ -53,28 +105,42 @@ def load_weights(model: nn.Module, path: PathLike) -> nn.Module:
     return model
 
 
-def _read(path: PathLike) -> object:
+def _read(path: PathLike, trust_weights: bool = False) -> object:
     shown = os.fspath(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses pickles that reference other classes ("Unsupported global":
-        # old pytorchvideo checkpoints store numpy scalars / configs). Garbage bytes raise the
-        # same exception type with other messages ("Unsupported operand", "invalid load key").
-        if "global" not in str(exc).lower():
+    if trust_weights:
+        # The user vouched for the file: a full unpickle, which can run code stored in it.
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001
             raise WeightsError(f"cannot read weights file {shown}: {_summary(exc)}") from exc
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses pickles that reference globals outside the allow-list (a crafted
+        # __reduce__ shows up here). Garbage bytes raise the same exception type with other
+        # messages ("Unsupported operand", "invalid load key").
+        if "global" in str(exc).lower():
+            raise UntrustedWeightsError(_untrusted_message(path, exc)) from exc
+        raise WeightsError(f"cannot read weights file {shown}: {_summary(exc)}") from exc
     except Exception as exc:  # noqa: BLE001 - truncated zip, EOF, wrong format, ...
         raise WeightsError(f"cannot read weights file {shown}: {_summary(exc)}") from exc
 
-    warnings.warn(
-        f"{shown} holds more than tensors; loading it with weights_only=False, trusting the "
-        f"file (this can run arbitrary code: only use checkpoints from sources you trust)",
-        stacklevel=3,
-    )
+
+def _untrusted_message(path: PathLike, exc: BaseException) -> str:
+    allowed = {name for _, name in allowed_globals()}
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"cannot read weights file {shown}: {_summary(exc)}") from exc
+        names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path) if n not in allowed]
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be scanned; the error names one
+        names = []
+    if not names:
+        cause = next((line.strip() for line in str(exc).splitlines() if "global" in line.lower()), "")
+        names = [cause] if cause else ["(unknown)"]
+    return (
+        f"weights file {os.fspath(path)} references Python objects that leaps does not load from "
+        f"an untrusted file, because unpickling them can run code: {', '.join(names[:_SHOWN])}. "
+        f"If you trust the file's source, pass trust_weights=True (--trust-weights)"
+    )
 
 
 def _summary(exc: BaseException) -> str:
