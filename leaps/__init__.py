@@ -8,25 +8,34 @@
     result = leaps.invert(model, "juggling balls", "stimulus.mp4", verifier=verifier)
     result.save("out/")
 
-Public API: :func:`invert`, :func:`deepdream`, :func:`activation_maximization`,
-:class:`InversionConfig`, :class:`InversionResult`, and the modules :mod:`leaps.losses`,
-:mod:`leaps.taps`, :mod:`leaps.models`, :mod:`leaps.video`, :mod:`leaps.metrics`.
+Public API: :func:`invert`, :func:`prepare`, :func:`deepdream`, :func:`activation_maximization`,
+:class:`InversionConfig`, :class:`InversionResult`, the objectives (:class:`LeapsObjective`,
+eq. (4); :class:`DeepDreamObjective`, :class:`ActivationMaximizationObjective`; module
+:mod:`leaps.objective`), and the modules :mod:`leaps.losses`, :mod:`leaps.taps`,
+:mod:`leaps.models`, :mod:`leaps.video`, :mod:`leaps.metrics`.
 """
 
-from . import losses
+from . import losses, objective
 from .baselines import activation_maximization, deepdream
 from .config import InversionConfig
 from .errors import LeapsError
-from .inversion import InversionResult, invert
+from .inversion import InversionResult, invert, prepare
+from .objective import ActivationMaximizationObjective, DeepDreamObjective, LeapsObjective, Objective
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationMaximizationObjective",
+    "DeepDreamObjective",
     "InversionConfig",
     "InversionResult",
     "LeapsError",
+    "LeapsObjective",
+    "Objective",
     "activation_maximization",
     "deepdream",
     "invert",
     "losses",
+    "objective",
+    "prepare",
 ]

@@ -1,7 +1,9 @@
 """Image-inversion baselines extended to video (Section 4.2), run by the same loop as LEAPS.
 
-* 3D DeepDream [1]: cross-entropy + total variation + l2 of the input.
-* 3D Activation Maximisation [13, 33]: gradient ascent on the target's logit (+ optional l2).
+* 3D DeepDream [1]: cross-entropy + total variation + l2 of the input
+  (:class:`leaps.objective.DeepDreamObjective`).
+* 3D Activation Maximisation [13, 33]: gradient ascent on the target's logit (+ optional l2)
+  (:class:`leaps.objective.ActivationMaximizationObjective`).
 
 Neither uses a stimulus nor a verifier's statistics; a verifier, if given, is only used to
 report its top-1 on the result.

@@ -5,7 +5,9 @@
 
 x* lives in the inverted model's normalised input space (B x 3 x T x S x S). Each step it is
 randomly rolled and flipped, resized to the input geometry of each network, and the networks
-are read at their normalisation layers through :mod:`leaps.taps`.
+are read at their normalisation layers through :mod:`leaps.taps`. What is minimised (the terms,
+their weights and their sum) is the :mod:`leaps.objective`; this module wraps the networks,
+loads the stimuli, and runs the loop (:class:`Inverter`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import engine, losses
+from . import engine
 from .config import InversionConfig
 from .errors import LeapsError, NonFiniteLossError, ShapeError
+from .objective import TOTAL, Objective, build_objective
 from .taps import BatchNormTaps, FeatureTaps
 
 # Used when a model carries no registry spec: the Kinetics statistics of pytorchvideo and the
@@ -69,6 +72,13 @@ class Network:
 
     def input_shape(self, x_shape: Sequence[int]) -> tuple[int, int, int]:
         return self.geometry if self.geometry is not None else tuple(x_shape[2:])
+
+    def same_normalisation(self, other: "Network") -> bool:
+        return torch.equal(self.mean, other.mean) and torch.equal(self.std, other.std)
+
+    def to_normalisation_of(self, x: torch.Tensor, other: "Network") -> torch.Tensor:
+        """Move x from this network's normalised space to ``other``'s (through pixel space)."""
+        return (x * self.std + self.mean - other.mean) / other.std
 
 
 def _resolve_spec(module: nn.Module, spec: Any):
@@ -210,99 +220,10 @@ def _stimulus_groups(stimulus, batch: int) -> list[list]:
 # the loop
 # --------------------------------------------------------------------------------------------
 
-class _Objective:
-    """Computes the terms of the chosen objective for one batch of x*."""
-
-    def __init__(self, cfg, model: Network, verifier: Network | None, targets, stimulus_feats, layer_count, preset):
-        self.cfg = cfg
-        self.model = model
-        self.verifier = verifier
-        self.targets = targets
-        self.stimulus_feats = stimulus_feats
-        self.layer_count = layer_count
-        lam1, lamL, r = preset
-        self.weights = losses.linear_layer_weights(layer_count, lam1, lamL) if layer_count else []
-        self.r = r
-        # Decided once: torch.equal on device tensors would sync the host on every step.
-        self.same_normalisation = verifier is not None and _same_normalisation(model, verifier)
-
-    def term_names(self) -> list[str]:
-        """The terms :meth:`__call__` returns, in order (fixed by the config)."""
-        cfg = self.cfg
-        if cfg.objective == "am":
-            return ["logit", "l2"]
-        if cfg.objective == "deepdream":
-            return ["ce", "tv", "l2"]
-        wanted = [("ce", cfg.use_ce), ("prim", cfg.use_priming), ("coh", cfg.use_coherence),
-                  ("feat", cfg.use_feat and self.verifier is not None), ("prior_tv", cfg.prior_tv > 0)]
-        return [name for name, on in wanted if on]
-
-    def __call__(self, x: torch.Tensor, model_taps: FeatureTaps, verifier_taps: BatchNormTaps | None):
-        cfg = self.cfg
-        terms: dict[str, torch.Tensor] = {}
-        x_model = self.model.fit(x)
-        logits = self.model.module(x_model)
-        if cfg.objective == "am":
-            terms["logit"] = -logits.gather(1, self.targets[:, None]).mean()
-            terms["l2"] = cfg.l2_weight * x.pow(2).mean()
-            return terms
-        terms["ce"] = F.cross_entropy(logits, self.targets) if cfg.use_ce or cfg.objective == "deepdream" else None
-        if cfg.objective == "deepdream":
-            terms["tv"] = cfg.tv_weight * losses.total_variation(x)
-            terms["l2"] = cfg.l2_weight * x.pow(2).mean()
-            return {k: v for k, v in terms.items() if v is not None}
-        if cfg.use_priming:
-            n = self.layer_count
-            terms["prim"] = losses.priming_loss_from_activations(
-                model_taps.activations()[:n], self.stimulus_feats, self.weights, cfg.distance,
-                channel_dims=model_taps.channel_dims()[:n], backend=cfg.backend,
-            )
-        if cfg.use_coherence:
-            terms["coh"] = self.r * self._coherence(model_taps, x_model.shape)
-        if cfg.use_feat and self.verifier is not None:
-            x_verifier = x if self.same_normalisation else _to_normalisation(x, self.model, self.verifier)
-            self.verifier.module(self.verifier.fit(x_verifier))
-            means, variances = verifier_taps.running_stats()
-            terms["feat"] = self.r * losses.bn_statistics_loss(
-                verifier_taps.activations(), means, variances, backend=cfg.backend
-            )
-        if cfg.prior_tv > 0:  # optional smoothness prior, not in eq. (4); off by default
-            terms["prior_tv"] = cfg.prior_tv * losses.total_variation(x)
-        return {k: v for k, v in terms.items() if v is not None}
-
-    def _coherence(self, taps: FeatureTaps, input_shape) -> torch.Tensor:
-        _, module, z = taps.last()
-        grid = self.cfg.token_grid
-        spec = self.model.spec
-        if grid is None and z.dim() == 3 and spec is not None and getattr(spec, "token_grid", None):
-            grid = spec.token_grid(tuple(input_shape[2:]))
-        if grid is None and z.dim() != 5:
-            raise LeapsError(
-                f"cannot find the frames in the last layer's input of shape {tuple(z.shape)}: pass "
-                "token_grid=(T', H'W') for transformer tokens, or disable temporal coherence"
-            )
-        channels_last = grid is None and isinstance(module, nn.LayerNorm)
-        return losses.temporal_coherence_loss(
-            z, self.cfg.margin, token_grid=grid, channels_last=channels_last, backend=self.cfg.backend
-        )
-
-
-def _same_normalisation(a: Network, b: Network) -> bool:
-    return torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
-
-
-def _to_normalisation(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
-    """Move x from src's normalised space to dst's (through pixel space)."""
-    return (x * src.std + src.mean - dst.mean) / dst.std
-
-
-def _renormalise(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
-    return x if _same_normalisation(src, dst) else _to_normalisation(x, src, dst)
-
-
 @torch.no_grad()
-def _stimulus_features(model: Network, groups, cfg, device) -> tuple[list[torch.Tensor], int]:
-    """Channel means of every tapped layer for each target's stimuli (mean over its stimuli)."""
+def _stimulus_features(model: Network, groups, cfg, device) -> list[torch.Tensor]:
+    """Channel means of the primed layers (the first floor(priming_fraction L)) for each target's
+    stimuli (mean over its stimuli): one B x C_l tensor per primed layer."""
     per_target: list[list[torch.Tensor]] = []
     cache: dict[int, list[torch.Tensor]] = {}
     with FeatureTaps(model.module) as taps:
@@ -314,8 +235,7 @@ def _stimulus_features(model: Network, groups, cfg, device) -> tuple[list[torch.
             per_target.append(cache[id(group)])
     layers = len(per_target[0])
     count = max(1, math.floor(cfg.priming_fraction * layers))
-    feats = [torch.cat([t[l] for t in per_target]) for l in range(count)]
-    return feats, count
+    return [torch.cat([t[l] for t in per_target]) for l in range(count)]
 
 
 def invert(
@@ -368,13 +288,13 @@ def prepare(
     batch = len(targets)
     leaps_objective = cfg.objective == "leaps"
 
-    stimulus_feats, layer_count = [], 0
+    stimulus_feats = []
     if leaps_objective and cfg.use_priming:
         if stimulus is None:
             raise LeapsError("priming needs a stimulus video of the target class (or use_priming=False)")
-        stimulus_feats, layer_count = _stimulus_features(net, _stimulus_groups(stimulus, batch), cfg, device)
+        stimulus_feats = _stimulus_features(net, _stimulus_groups(stimulus, batch), cfg, device)
 
-    objective = _Objective(cfg, net, ver if leaps_objective and cfg.use_feat else None, targets, stimulus_feats, layer_count, preset)
+    objective = build_objective(cfg, net, ver, targets, stimulus_feats, preset)
     return Inverter(cfg, net, ver, objective, targets, device)
 
 
@@ -415,7 +335,7 @@ class Inverter:
     also when NaN/inf is detected.
     """
 
-    def __init__(self, cfg: InversionConfig, net: Network, ver: Network | None, objective: "_Objective", targets, device):
+    def __init__(self, cfg: InversionConfig, net: Network, ver: Network | None, objective: Objective, targets, device):
         cfg = engine.resolve_engine(cfg, device)
         self.cfg, self.net, self.ver, self.objective, self.targets = cfg, net, ver, objective, targets
         self.device = device
@@ -436,7 +356,7 @@ class Inverter:
         self.lr = self.schedule.lr[0].clone()  # the tensor Adam reads; each step copies its row in
         self.optimiser = torch.optim.Adam([self.x], lr=self.lr, betas=cfg.betas, fused=True, capturable=cfg.cuda_graph)
         self.scaler = engine.LossScaler(device) if cfg.amp == "fp16" else None
-        self.term_names = objective.term_names()
+        self.term_names = list(objective.names)
         self._log = torch.full((cfg.steps, 1 + len(self.term_names)), math.nan, device=device)
         self._step_t = torch.zeros((), dtype=torch.long, device=device)
         self._forward = self._loss_terms
@@ -445,7 +365,7 @@ class Inverter:
                                           backend=cfg.compile if isinstance(cfg.compile, str) else "inductor")
         self._graph = None
         self._side_stream = torch.cuda.Stream(device) if cfg.cuda_graph else None
-        self.history: dict[str, list[float]] = {"loss": [], "lr": []}
+        self.history: dict[str, list[float]] = {TOTAL: [], "lr": []}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.steps_done = 0
         self._synced = 0
@@ -488,11 +408,10 @@ class Inverter:
         return (t.detach() * self.net.std + self.net.mean).clamp(0, 1).cpu()
 
     def _loss_terms(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """[total, term_1, ...] of eq. (4) (or a baseline) for x* augmented by (rows, cols)."""
+        """[total, term_1, ...] of the objective (eq. (4) or a baseline) for x* augmented by (rows, cols)."""
         with engine.autocast(self.cfg, self.device):
             terms = self.objective(engine.augment(x, rows, cols), self.model_taps, self.verifier_taps)
-        values = torch.stack([terms[name].float() for name in self.term_names])
-        return torch.cat([values.sum().view(1), values])
+        return self.objective.stack(terms)
 
     @torch.no_grad()
     def inference(self) -> torch.Tensor:
@@ -589,7 +508,7 @@ class Inverter:
                     last_finite=self.pixels(self._last_good),
                     history=self.history,
                 )
-            self.history["loss"].append(row[0])
+            self.history[TOTAL].append(row[0])
             self.history["lr"].append(self.schedule.lr_host[step])
             for name, v in zip(self.term_names, row[1:]):
                 self.history.setdefault(name, []).append(v)
@@ -629,3 +548,7 @@ class Inverter:
 @torch.no_grad()
 def _probs(net: Network, x: torch.Tensor) -> torch.Tensor:
     return net.module(net.fit(x)).float().softmax(1).cpu()
+
+
+def _renormalise(x: torch.Tensor, src: Network, dst: Network) -> torch.Tensor:
+    return x if src.same_normalisation(dst) else src.to_normalisation_of(x, dst)

@@ -1,9 +1,27 @@
-"""The LEAPS objective, eq. (4): CE + L_prim + r (R_coh + R_feat), as plain-torch references.
+"""The terms of the LEAPS objective, eq. (4): each a short dispatcher beside its plain-torch reference.
 
-These functions are the ground truth every fused backend is tested against. The terms that
-read activations take a ``backend`` argument: ``"reference"`` runs the code below, ``"triton"``
-and ``"cuda"`` the fused kernels (:mod:`leaps.ops`, :mod:`leaps.fused`), and ``"auto"`` the
-fastest one available for the tensors given (see :func:`leaps.ops.resolve_backend`).
+Every public loss that reads activations resolves its ``backend`` (:func:`leaps.ops.resolve_backend`)
+and calls either its ``_..._reference`` function below (plain torch: the ground truth every fused
+backend is tested against) or the function of the same name in :mod:`leaps.fused_terms`, which
+finishes the term from the per-row statistics of the fused primitives in :mod:`leaps.ops`.
+``backend="reference"`` runs the reference, ``"triton"`` / ``"cuda"`` the fused kernels, and
+``"auto"`` the fastest one available for the tensors given. The objective that weighs and sums
+the terms is :mod:`leaps.objective`.
+
+Equation -> function -> backends (paths from the repository root):
+
+* eq. (1) L_prim: :func:`priming_loss_from_activations` (:func:`priming_loss` on channel means).
+  Reference: ``_priming_loss_reference`` in leaps/losses.py. Fused: leaps/fused_terms.py ->
+  leaps/ops.py ``channel_stats`` -> kernels/channel_stats.py (Triton) | csrc/channel_stats.cpp +
+  csrc/cuda/channel_stats.cu (C++/CUDA extension).
+* eq. (2) R_coh: :func:`temporal_coherence_loss`. Reference: ``_temporal_coherence_loss_reference``
+  in leaps/losses.py. Fused: leaps/fused_terms.py -> leaps/ops.py ``frame_l1`` ->
+  kernels/frame_l1.py | csrc/frame_l1.cpp + csrc/cuda/frame_l1.cu.
+* eq. (3) R_feat: :func:`bn_statistics_loss`. Reference: ``_bn_statistics_loss_reference`` in
+  leaps/losses.py. Fused: leaps/fused_terms.py -> leaps/ops.py ``channel_stats`` (with M2) ->
+  kernels/channel_stats.py | csrc/channel_stats.cpp + csrc/cuda/channel_stats.cu.
+* eq. (4) CE + L_prim + r (R_coh + R_feat): :class:`leaps.objective.LeapsObjective` in
+  leaps/objective.py (with the baselines' objectives beside it).
 
 Conventions
 -----------
@@ -15,14 +33,14 @@ Conventions
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from . import fused, ops
-from .errors import LeapsError, ShapeError
+from . import fused_terms, ops
 from .constants import BACKENDS, DISTANCES, JVS_EPS, SQRT_FLOOR
+from .errors import LeapsError, ShapeError
 
 
 def _check_backend(backend: str) -> None:
@@ -148,12 +166,13 @@ def priming_loss_from_activations(
         )
     which = ops.resolve_backend(backend, acts[0])
     if which == "reference":
-        return priming_loss([channel_means(a, d) for a, d in zip(acts, dims)], stimulus_means, weights, distance)
-    rows = [ops.as_rows(a, d) for a, d in zip(acts, dims)]
-    for l, (r, m) in enumerate(zip(rows, stimulus_means)):
-        if m.dim() != 2 or m.shape[1] != r.shape[1] or m.shape[0] not in (1, r.shape[0]):
-            raise ShapeError(f"priming layer {l}: stimulus means {tuple(m.shape)} do not fit {r.shape[1]} channels")
-    return fused.priming_loss(rows, stimulus_means, weights, distance, which)
+        return _priming_loss_reference(acts, stimulus_means, weights, distance, dims)
+    return fused_terms.priming_loss(acts, stimulus_means, weights, distance, dims, which)
+
+
+def _priming_loss_reference(acts, stimulus_means, weights, distance: str, channel_dims) -> torch.Tensor:
+    """eq. (1) in plain torch: each layer's channel means, then :func:`priming_loss`."""
+    return priming_loss([channel_means(a, d) for a, d in zip(acts, channel_dims)], stimulus_means, weights, distance)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,11 +247,14 @@ def temporal_coherence_loss(
     which = ops.resolve_backend(backend, z)
     if which != "reference":
         frames = frames_view_4d(z, token_grid, channels_last)
-        if frames.shape[1] < 2:
-            return frames.sum() * 0.0
-        which = ops.frame_backend(which, backend, frames)
-    if which != "reference":
-        return fused.temporal_coherence_loss(frames, margin, which)
+        which = ops.frame_backend(which, backend, frames)  # "auto" leaves the CUDA kernel beyond 64 frames
+        if which != "reference":
+            return fused_terms.temporal_coherence_loss(frames, margin, which)
+    return _temporal_coherence_loss_reference(z, margin, token_grid, channels_last)
+
+
+def _temporal_coherence_loss_reference(z: torch.Tensor, margin: float, token_grid, channels_last: bool) -> torch.Tensor:
+    """eq. (2) in plain torch: every frame pair's L1 distance from one cdist."""
     frames = frames_view(z, token_grid, channels_last)
     t = frames.shape[1]
     if t < 2:
@@ -282,8 +304,13 @@ def bn_statistics_loss(
                 f"BN layer {k}: activation {tuple(a.shape)} does not match running stats of size {rm.numel()}"
             )
     which = ops.resolve_backend(backend, acts[0])
-    if which != "reference":
-        return fused.bn_statistics_loss([ops.as_rows(a, 1) for a in acts], running_means, running_vars, which)
+    if which == "reference":
+        return _bn_statistics_loss_reference(acts, running_means, running_vars)
+    return fused_terms.bn_statistics_loss(acts, running_means, running_vars, which)
+
+
+def _bn_statistics_loss_reference(acts, running_means, running_vars) -> torch.Tensor:
+    """eq. (3) in plain torch: each layer's batch moments, then the two L2 distances."""
     total = None
     for a, rm, rv in zip(acts, running_means, running_vars):
         mean, var = batch_moments(a, 1)

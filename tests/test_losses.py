@@ -194,3 +194,32 @@ def test_bn_statistics_gradcheck():
     b = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
     rm, rv = [torch.randn(3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)], [torch.rand(3, dtype=torch.float64), torch.rand(4, dtype=torch.float64)]
     assert torch.autograd.gradcheck(lambda x, y: losses.bn_statistics_loss([x, y], rm, rv), (a, b))
+
+
+# --------------------------------------------------------------------------------------------
+# one dispatch pattern: each public term calls its _reference or leaps.fused_terms
+# --------------------------------------------------------------------------------------------
+
+def _dispatch_cases():
+    x = torch.randn(2, 3, 4, 5, 5)
+    return [
+        ("priming_loss", "_priming_loss_reference",
+         lambda backend: losses.priming_loss_from_activations([x], [torch.randn(1, 3)], [1.0], backend=backend)),
+        ("temporal_coherence_loss", "_temporal_coherence_loss_reference",
+         lambda backend: losses.temporal_coherence_loss(x, backend=backend)),
+        ("bn_statistics_loss", "_bn_statistics_loss_reference",
+         lambda backend: losses.bn_statistics_loss([x], [torch.zeros(3)], [torch.ones(3)], backend=backend)),
+    ]
+
+
+@pytest.mark.parametrize("fused_name,reference_name,call", _dispatch_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_each_term_dispatches_to_its_reference_or_the_fused_terms(monkeypatch, fused_name, reference_name, call):
+    from leaps import fused_terms, ops
+
+    seen = []
+    monkeypatch.setattr(losses, reference_name, lambda *a, **k: seen.append("reference") or torch.zeros(()))
+    monkeypatch.setattr(fused_terms, fused_name, lambda *a, **k: seen.append(a[-1]) or torch.zeros(()))
+    call("reference")
+    monkeypatch.setattr(ops, "resolve_backend", lambda backend, like: "cuda")  # as if a fused backend ran here
+    call("cuda")
+    assert seen == ["reference", "cuda"]

@@ -1,11 +1,13 @@
-"""The LEAPS terms from fused statistics: a constant number of kernels, whatever the layer count.
+"""The LEAPS terms from fused per-row statistics: the non-reference path of :mod:`leaps.losses`.
 
-The fused primitives (:mod:`leaps.ops`) reduce every tapped activation to per-row statistics in
-one launch. What is left works on those flat vectors (a few hundred thousand floats at most):
-it is written with segment reductions over cached index layouts instead of a Python loop over
-layers, so a step launches the same ~20 small kernels for 5 layers or 150 (and autograd's
-backward of them likewise). The plain per-layer formulas live in :mod:`leaps.losses`; the
-tests hold these to them.
+Each public loss in :mod:`leaps.losses` resolves its backend and, unless that is the plain-torch
+reference, calls the function of the same name here. These reduce every tapped activation to
+per-row statistics with the fused primitives of :mod:`leaps.ops` (``channel_stats``: row means
+and M2 for eq. (1) and (3); ``frame_l1``: per-frame L1 distances for eq. (2)) in one launch, then
+finish on those flat vectors (a few hundred thousand floats at most) with segment reductions over
+cached index layouts instead of a Python loop over layers, so a step launches the same ~20 small
+kernels for 5 layers or 150 (and autograd's backward of them likewise). The tests hold these to
+the references in :mod:`leaps.losses`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor
 from . import ops
 from .constants import JVS_EPS
 from .constants import SQRT_FLOOR as _SQRT_FLOOR
+from .errors import ShapeError
 
 
 def _segment_sum(data: Tensor, lengths: Tensor) -> Tensor:
@@ -56,9 +59,14 @@ def _priming_layout(sizes, weights, device) -> _PrimingLayout:
     return _cached(("prim", device, tuple(sizes), tuple(weights)), build)
 
 
-def priming_loss(rows: Sequence[Tensor], stimulus_means: Sequence[Tensor], weights: Sequence[float],
-                 distance: str, backend: str) -> Tensor:
-    """eq. (1) for ``B x C x S`` activation views ``rows``; stimulus means ``1 x C`` or ``B x C``."""
+def priming_loss(acts: Sequence[Tensor], stimulus_means: Sequence[Tensor], weights: Sequence[float],
+                 distance: str, channel_dims: Sequence[int], backend: str) -> Tensor:
+    """eq. (1) from the primed layers' activations (channel axis ``channel_dims[l]``); stimulus
+    means ``1 x C`` or ``B x C``."""
+    rows = [ops.as_rows(a, d) for a, d in zip(acts, channel_dims)]
+    for l, (r, m) in enumerate(zip(rows, stimulus_means)):
+        if m.dim() != 2 or m.shape[1] != r.shape[1] or m.shape[0] not in (1, r.shape[0]):
+            raise ShapeError(f"priming layer {l}: stimulus means {tuple(m.shape)} do not fit {r.shape[1]} channels")
     sizes = [tuple(r.shape) for r in rows]
     layout = _priming_layout(sizes, [float(w) for w in weights], rows[0].device)
     a, _ = ops.channel_stats(rows, False, backend)
@@ -75,6 +83,33 @@ def priming_loss(rows: Sequence[Tensor], stimulus_means: Sequence[Tensor], weigh
     else:  # l2
         dist = (_segment_sum((a - v).square(), layout.row_lengths) / layout.row_channels).clamp_min(_SQRT_FLOOR).sqrt()
     return (dist * layout.row_weights).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# R_coh, eq. (2)
+# --------------------------------------------------------------------------------------------
+
+def _pair_weights(t: int, device):
+    def build():
+        i, j = torch.triu_indices(t, t, offset=1)
+        consecutive = torch.zeros(t, t, dtype=torch.bool)
+        hinge = torch.zeros(t, t, dtype=torch.bool)
+        consecutive[i[(j - i) == 1], j[(j - i) == 1]] = True
+        hinge[i[(j - i) > 1], j[(j - i) > 1]] = True
+        return _to(device, consecutive.float(), hinge.float())
+
+    return _cached(("coh", device, t), build)
+
+
+def temporal_coherence_loss(frames: Tensor, margin: float, backend: str) -> Tensor:
+    """eq. (2) for a ``B x T x P x Q`` view of the last layer (frames t, features P*Q)."""
+    b, t = frames.shape[:2]
+    if t < 2:  # no frame pair: 0, with a zero gradient
+        return frames.sum() * 0.0
+    consecutive, hinge = _pair_weights(t, frames.device)
+    d = ops.frame_l1(frames, backend)
+    per_pair = consecutive * d + hinge * (margin - d).clamp_min(0.0)
+    return per_pair.sum() / (b * t * (t - 1) // 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,9 +148,10 @@ def _batch_layout(sizes, device) -> _BatchLayout:
     return _cached(("bn", device, tuple(sizes)), build)
 
 
-def bn_statistics_loss(rows: Sequence[Tensor], running_means: Sequence[Tensor], running_vars: Sequence[Tensor],
+def bn_statistics_loss(acts: Sequence[Tensor], running_means: Sequence[Tensor], running_vars: Sequence[Tensor],
                        backend: str) -> Tensor:
-    """eq. (3) for ``B x C x S`` views of BN inputs: batch moments from per-row (mean, M2)."""
+    """eq. (3) for BN inputs ``acts`` (channel axis 1): batch moments from per-row (mean, M2)."""
+    rows = [ops.as_rows(a, 1) for a in acts]
     layout = _batch_layout([tuple(r.shape) for r in rows], rows[0].device)
     mean, m2 = ops.channel_stats(rows, True, backend)
     mean, m2 = mean[layout.by_channel], m2[layout.by_channel]
@@ -128,28 +164,3 @@ def bn_statistics_loss(rows: Sequence[Tensor], running_means: Sequence[Tensor], 
     rv = torch.cat([v.reshape(-1) for v in running_vars]).to(torch.float32)
     sq = _segment_sum(torch.stack([(mu - rm).square(), (var - rv).square()], 1), layout.channel_lengths)
     return sq.clamp_min(_SQRT_FLOOR).sqrt().sum()
-
-
-# --------------------------------------------------------------------------------------------
-# R_coh, eq. (2)
-# --------------------------------------------------------------------------------------------
-
-def _pair_weights(t: int, device):
-    def build():
-        i, j = torch.triu_indices(t, t, offset=1)
-        consecutive = torch.zeros(t, t, dtype=torch.bool)
-        hinge = torch.zeros(t, t, dtype=torch.bool)
-        consecutive[i[(j - i) == 1], j[(j - i) == 1]] = True
-        hinge[i[(j - i) > 1], j[(j - i) > 1]] = True
-        return _to(device, consecutive.float(), hinge.float())
-
-    return _cached(("coh", device, t), build)
-
-
-def temporal_coherence_loss(frames: Tensor, margin: float, backend: str) -> Tensor:
-    """eq. (2) for a ``B x T x P x Q`` view of the last layer (frames t, features P*Q)."""
-    b, t = frames.shape[:2]
-    consecutive, hinge = _pair_weights(t, frames.device)
-    d = ops.frame_l1(frames, backend)
-    per_pair = consecutive * d + hinge * (margin - d).clamp_min(0.0)
-    return per_pair.sum() / (b * t * (t - 1) // 2)
