@@ -5,7 +5,7 @@ optimises a real x* (B x 3 x T x S x S, the inverted model's normalised space) w
 its loss backpropagates into x*; none goes through :class:`leaps.inversion.Inverter`.
 
 * :class:`Bare` - the floor: inverted model + verifier forward/backward with cross-entropy only
-  and an Adam step (the ``bare_step_fn`` of benchmarks/step_latency.py, with an inference pass).
+  and an Adam step, with an inference pass.
 * :class:`Official` - the formulation of the authors' public code (``leaps.py`` of
   alexandrosstergiou/Leaping-Into-Memories): forward hooks on every BatchNorm3d of the inverted
   model computing the channel mean *and* a T' x T' pairwise temporal coherence on every layer

@@ -1,8 +1,8 @@
 """Table 4 latency: bare networks, the official and naive formulations, and leaps' engine options.
 
-    python benchmarks/table4.py                                   # full Table 4 sweep (GPU)
-    python benchmarks/table4.py --models slow_r50 --geometries 8x224 --batch 1 16
-    python benchmarks/table4.py --quick --device cpu              # tiny toy run (seconds)
+    python -m benchmarks.table4                                   # full Table 4 sweep (GPU)
+    python -m benchmarks.table4 --models slow_r50 --geometries 8x224 --batch 1 16
+    python -m benchmarks.table4 --quick --device cpu              # tiny toy run (seconds)
 
 For each inverted model (3D R50 = ``slow_r50``, (2+1)D R50 = ``r2plus1d_r50``), each x* geometry
 T x S^2 of Table 4 and each batch B, with the X3D-S verifier (random weights; nothing downloads),
@@ -15,7 +15,7 @@ it times:
 for the rows
 
 * ``bare``: CE only (the floor), ``official``: the authors' public formulation, ``naive``: the
-  paper's equations in plain eager PyTorch (both re-implemented in benchmarks/formulations.py);
+  paper's equations in plain eager PyTorch (all three in benchmarks/formulations.py);
 * ``leaps-reference`` (eager, plain-torch losses), ``leaps-fused`` (``backend="auto"``), each
   engine option on top of fused (``amp`` bf16 / fp16, ``compile``, ``cuda_graph``, ``checkpoint``,
   ``channels_last``), ``leaps-graph+bf16`` / ``+fp16`` (CUDA graph and autocast together: a
@@ -48,11 +48,9 @@ import torch
 from leaps.timing import synchronize as _sync, time_ms as _time
 from leaps.inversion import prepare
 from leaps.models import build_model, get_spec
-from siblings import load_benchmark  # benchmarks/siblings.py: this folder is on sys.path
 
-
-
-formulations = load_benchmark("formulations")
+from benchmarks import formulations
+from benchmarks.environment import environment
 
 SYNTHESIS_STEPS = 2000
 GRAPH_WARMUP = 3  # leaps.engine.GRAPH_WARMUP: eager steps before a CUDA graph is captured
@@ -457,6 +455,7 @@ def main(argv=None) -> int:
     meta = {"device": str(device), "device_name": device_name, "torch": torch.__version__, "iters": args.iters,
             "warmup": args.warmup, "synthesis_steps": args.synthesis_steps, "verifier": args.verifier,
             "rows": rows_wanted, "argv": list(sys.argv[1:] if argv is None else argv)}
+    env = environment(device)
     print(f"Table 4 latency on {device} ({device_name}), torch {torch.__version__}; median ms over {args.iters} "
           f"iters after {args.warmup} warm-up; step = fwd + LEAPS terms + bwd to x* + Adam; "
           f"videos/h = 3600 / ({args.synthesis_steps} x step s) x B", flush=True)
@@ -489,16 +488,16 @@ def main(argv=None) -> int:
                          "paper": PAPER_TABLE4.get(model_name, {}).get("rows", {}).get(f"{frames}x{size}")}
                 results.append(block)
                 print("\n" + format_block(block), flush=True)
-                _write(args, meta, results)  # after every block: a sweep cut short keeps its tables
+                _write(args, env, meta, results)  # after every block: a sweep cut short keeps its tables
         del model
         _free(device)
     print("\n" + format_paper())
-    _write(args, meta, results)
+    _write(args, env, meta, results)
     return 0
 
 
-def _write(args, meta: dict, results: list) -> None:
-    result = {"meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS, "results": results}
+def _write(args, env: dict, meta: dict, results: list) -> None:
+    result = {"environment": env, "meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS, "results": results}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=_json_default))

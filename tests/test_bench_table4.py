@@ -8,7 +8,7 @@ import torch
 
 from leaps.models import build_model
 
-from siblings import load_benchmark as load  # benchmarks/siblings.py (conftest puts benchmarks/ on sys.path)
+from benchmarks import formulations, table4
 
 
 TINY = ["--models", "toy_r3d", "--verifier", "toy_x3d", "--geometries", "4x32", "--batch", "1",
@@ -18,10 +18,10 @@ ROWS = ["bare", "official", "naive", "leaps-reference", "leaps-fused", "leaps-fu
 
 
 def test_table4_tiny_cpu(tmp_path, capsys):
-    table4 = load("table4")
     out_json, out_md = tmp_path / "t4.json", tmp_path / "t4.md"
     assert table4.main(TINY + ["--rows", *ROWS, "--json", str(out_json), "--markdown", str(out_md)]) == 0
     data = json.loads(out_json.read_text())
+    assert data["environment"]["gpu"] == "cpu" and data["environment"]["torch"] == torch.__version__
     assert data["paper_table4"]["slow_r50"]["rows"]["8x224"]["latency"] == "0.832 / 1.205"
     (block,) = data["results"]
     assert (block["model"], block["frames"], block["size"], block["batch"]) == ("toy_r3d", 4, 32, 1)
@@ -47,7 +47,6 @@ def test_table4_tiny_cpu(tmp_path, capsys):
 
 
 def test_failing_row_does_not_stop_the_sweep(tmp_path):
-    table4 = load("table4")
     table4.LEAPS_ROWS["leaps-broken"] = {"backend": "no-such-backend"}
     try:
         setting = table4._Setting("toy_r3d", build_model("toy_r3d"), build_model("toy_x3d"), 4, 32, 1,
@@ -60,7 +59,6 @@ def test_failing_row_does_not_stop_the_sweep(tmp_path):
 
 @pytest.mark.parametrize("name", ["official", "naive"])
 def test_formulation_is_a_real_loss(name):
-    formulations = load("formulations")
     torch.manual_seed(0)
     model, verifier = build_model("toy_r3d"), build_model("toy_x3d")
     stimulus = torch.rand(3, 4, 32, 32)
@@ -82,7 +80,6 @@ def test_formulation_is_a_real_loss(name):
 
 def test_official_terms_use_every_layer():
     """The official hooks compute the mean and the pairwise coherence on every BatchNorm3d."""
-    formulations = load("formulations")
     model, verifier = build_model("toy_r3d"), build_model("toy_x3d")
     with formulations.Official(model, verifier, [0], None, frames=4, size=32) as f:
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
