@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 BUDGET=${GPU_CHECK_BUDGET:-540}
 STEPS=${GPU_CHECK_STEPS:-tests kernels table4}
-TABLE4_ROWS=${TABLE4_ROWS:-bare official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 \
+TABLE4_ROWS=${TABLE4_ROWS:-bare bare-fast official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 \
 leaps-fused+cuda_graph leaps-fused+checkpoint leaps-fused+channels_last leaps-graph+bf16 leaps-graph+fp16 leaps-fast}
 
 # seconds for the next step: at most $1, and never past the deadline (keeps 5 s for the copy-back)

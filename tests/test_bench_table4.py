@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -14,7 +15,8 @@ from benchmarks import formulations, table4
 TINY = ["--models", "toy_r3d", "--verifier", "toy_x3d", "--geometries", "4x32", "--batch", "1",
         "--iters", "1", "--warmup", "0", "--device", "cpu"]
 # torch.compile (and fast=True, which may pick it) take minutes on a CPU: left to the GPU runs.
-ROWS = ["bare", "official", "naive", "leaps-reference", "leaps-fused", "leaps-fused+cuda_graph", "leaps-combo"]
+ROWS = ["bare", "bare-fast", "official", "naive", "leaps-reference", "leaps-fused", "leaps-fused+cuda_graph",
+        "leaps-combo"]
 
 
 def test_table4_tiny_cpu(tmp_path, capsys):
@@ -39,11 +41,43 @@ def test_table4_tiny_cpu(tmp_path, capsys):
     assert rows["naive"]["videos_per_hour"] == pytest.approx(3600 / (2000 * step_s))
     for name in ("leaps-fused+cuda_graph", "leaps-combo"):
         assert rows[name]["status"] == "n/a" and rows[name]["reason"]
+    # the bare step under the fast engine needs CUDA: skipped with its reason, and so is the ratio
+    assert rows["bare-fast"]["status"] == "n/a" and "needs CUDA" in rows["bare-fast"]["reason"]
+    assert rows["bare-fast"]["kind"] == "bare-engine" and rows["bare-fast"]["step_ms"] is None
+    assert block["fast_vs_bare_fast"]["ratio"] is None and "needs CUDA" in block["fast_vs_bare_fast"]["reason"]
     assert block["best_leaps"]["row"] in ("leaps-reference", "leaps-fused")
     out = capsys.readouterr().out
     assert "n/a (CUDA graphs need a CUDA device)" in out and "0.832 / 1.205" in out and "official/row" in out
+    assert re.search(r"^bare-fast +n/a \(needs CUDA", out, re.M) and "/bare-fast" in out
+    assert "fast / bare-fast: n/a (bare-fast: needs CUDA" in out and "target <= 1.10 at B=16" in out
     md = out_md.read_text()
-    assert "| official |" in md and "Paper Table 4" in md
+    assert "| official |" in md and "| bare-fast | n/a (needs CUDA" in md and "fast / bare-fast: n/a" in md
+    assert "Paper Table 4" in md
+
+
+def test_bare_fast_row_is_offered():
+    assert table4.ROWS[:2] == ("bare", "bare-fast")
+    assert table4.ENGINE_ROWS["bare-fast"] == {"fast": True, "use_priming": False, "use_coherence": False,
+                                               "use_feat": False}
+    assert table4._parser().parse_args(["--rows", "bare-fast", "leaps-fast"]).rows == ["bare-fast", "leaps-fast"]
+    assert table4._expand_rows(["leaps-fast", "bare-fast", "bare"]) == ["bare", "bare-fast", "leaps-fast"]
+    assert "bare-fast" not in table4._expand_rows(["leaps"])  # not a leaps row
+
+
+def test_fast_over_bare_fast_ratio():
+    def ok(ms):
+        return {"status": "ok", "reason": None, "step_ms": {"median": ms}}
+
+    rows = {"bare-fast": ok(80.0), "leaps-fast": ok(84.0)}
+    at16 = table4.fast_vs_bare_fast(rows, 16)
+    assert at16["ratio"] == pytest.approx(1.05) and at16["met"] is True
+    assert table4._fast_line({"fast_vs_bare_fast": at16}) == "fast / bare-fast: 1.050x (target <= 1.10 at B=16: met)"
+    rows["leaps-fast"] = ok(96.0)
+    assert table4.fast_vs_bare_fast(rows, 16)["met"] is False
+    assert table4.fast_vs_bare_fast(rows, 1)["met"] is None  # the target is set at B=16
+    assert "NOT met" in table4._fast_line({"fast_vs_bare_fast": table4.fast_vs_bare_fast(rows, 16)})
+    del rows["leaps-fast"]
+    assert table4.fast_vs_bare_fast(rows, 16)["reason"] == "leaps-fast not in --rows"
 
 
 def test_failing_row_does_not_stop_the_sweep(tmp_path):
@@ -95,3 +129,4 @@ def test_official_terms_use_every_layer():
         assert len(calls) == len(bns)
         assert f.model_hooks[-1].coh is not None and f.model_hooks[0].coh is None
         assert len(f.verifier_hooks) == sum(isinstance(m, torch.nn.BatchNorm3d) for m in verifier.modules())
+
