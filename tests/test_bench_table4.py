@@ -6,6 +6,8 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from leaps.models import build_model
 
@@ -130,3 +132,57 @@ def test_official_terms_use_every_layer():
         assert f.model_hooks[-1].coh is not None and f.model_hooks[0].coh is None
         assert len(f.verifier_hooks) == sum(isinstance(m, torch.nn.BatchNorm3d) for m in verifier.modules())
 
+
+def test_official_rescale_weights():
+    assert formulations.Official.rescale(4) == [10.0, 11.0, 6.0, pytest.approx(1 + 10 / 3)]
+
+
+def test_official_loss_is_the_public_codes_last_layer_term():
+    """A hand computation of the public code's loss on a toy model (no verifier): the priming list is
+    reset inside the per-layer loop, so only the LAST hooked layer's L1 term (times its rescale
+    weight) reaches the loss, and the stimulus is fed un-normalised, in [0, 1]."""
+    torch.manual_seed(0)
+    model = build_model("toy_r3d")
+    stimulus = torch.rand(3, 4, 32, 32)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert len(bns) > 2 and not any(isinstance(m, nn.LayerNorm) for m in model.modules())
+    seen = {}
+    tap = bns[-1].register_forward_hook(lambda module, inputs, output: seen.update(z=inputs[0].detach()))
+    try:
+        with formulations.Official(model, None, [0, 1], stimulus, frames=4, size=32) as f:
+            x, fit = f.x.detach().clone(), f.net.fit
+            loss = f.loss(x).item()
+            f._drop()
+            # Only the last layer's stored stimulus mean matters.
+            f.prompt_feats[0] = f.prompt_feats[0] + 1.0
+            assert f.loss(x).item() == pytest.approx(loss, rel=1e-6)
+            f._drop()
+            f.prompt_feats[-1] = f.prompt_feats[-1] + 1.0
+            assert f.loss(x).item() != pytest.approx(loss, rel=1e-6)
+            f._drop()
+        with torch.no_grad():
+            model(fit(stimulus[None]))         # the stimulus as the public code feeds it: no normalisation
+            stimulus_mean = seen["z"].mean(dim=(2, 3, 4))
+            logits = model(fit(x))
+            z = seen["z"]
+    finally:
+        tap.remove()
+    lambda_first = model.leaps_spec.preset.lambda_first
+    prompt = (1 + 10 / (len(bns) - 1)) * (z.mean(dim=(2, 3, 4)) - stimulus_mean).abs().sum()
+    pairs = (z[:, :, 1:].unsqueeze(2) - z[:, :, :-1].unsqueeze(3)).permute(0, 1, 4, 5, 2, 3).tril(-1)
+    coherence = (z[:, :, 1:] - z[:, :, :-1]).abs().sum() + (1 - pairs).clamp_min(0).sum()
+    l2 = x.flatten(1).norm(dim=1).mean()
+    expected = F.cross_entropy(logits, torch.tensor([0, 1])) + 0.005 * l2 + lambda_first * prompt - 1e-4 * coherence / 2
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_official_computes_weight_gradients_and_restores_the_flags():
+    """The public code never freezes the networks: backward computes every weight gradient."""
+    model, verifier = build_model("toy_r3d"), build_model("toy_x3d")
+    assert not any(p.requires_grad for p in model.parameters())
+    with formulations.Official(model, verifier, [0], torch.rand(3, 4, 32, 32), frames=4, size=32) as f:
+        f.step()
+        assert all(p.grad is not None for p in model.parameters())
+        assert any(p.grad is not None for p in verifier.parameters())  # its head feeds no loss term
+        assert f.best_x is not None and f.best_loss == f.last_loss
+    assert not any(p.requires_grad for p in list(model.parameters()) + list(verifier.parameters()))
