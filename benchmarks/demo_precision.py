@@ -1,7 +1,7 @@
 """Does the fast engine cost synthesis quality? The demo's inversion under each precision mode.
 
-    python benchmarks/demo_precision.py [--modes fp32 graph fast graph+fp16] [--seeds 0 1 2]
-                                        [--steps 200] [--device auto] [--json out.json]
+    python -m benchmarks.demo_precision [--modes fp32 graph fast graph+fp16] [--seeds 0 1 2]
+                                       [--steps 200] [--device auto] [--json out.json]
 
 For every seed and mode, the inversion of ``leaps demo`` (the robust toy R3D, toy X3D verifier,
 ``DEMO_PRESET``, one video of each of the 10 toy classes in one batch) is run and scored: top-1
@@ -34,6 +34,8 @@ from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo
 from leaps.inversion import Network, invert
 from leaps.metrics import frame_ssim
 from leaps.models import build_model, get_spec
+
+from benchmarks.environment import environment
 
 JUDGE = "toy_r2plus1d"
 MODES = {
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
                   f"{100 * row['top1_judge']:>6.0f}%{row['frame_ssim']:>7.3f}{row['seconds']:>9.1f}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": str(device), "torch": torch.__version__, "rows": rows}, indent=1))
+        payload = {"environment": environment(device), "device": str(device), "torch": torch.__version__, "rows": rows}
+        args.json.write_text(json.dumps(payload, indent=1))
     return 0
 
 

@@ -5,18 +5,15 @@ optimises a real x* (B x 3 x T x S x S, the inverted model's normalised space) w
 its loss backpropagates into x*; none goes through :class:`leaps.inversion.Inverter`.
 
 * :class:`Bare` - the floor: inverted model + verifier forward/backward with cross-entropy only
-  and an Adam step (the ``bare_step_fn`` of benchmarks/step_latency.py, with an inference pass).
-* :class:`Official` - the formulation of the authors' public code (``leaps.py`` of
-  alexandrosstergiou/Leaping-Into-Memories): forward hooks on every BatchNorm3d of the inverted
-  model computing the channel mean *and* a T' x T' pairwise temporal coherence on every layer
-  (the pairwise differences are materialised, B x C x T' x T' x H x W), L1 priming with the
-  per-layer rescale of that code, verifier BN-moment hooks using
-  ``permute().contiguous().view(C, -1).var()``, an l2 prior on x*, fp16 autocast + GradScaler
-  (CUDA; on a CPU it runs in fp32 without loss scaling), ``loss.item()`` every step.
-  Deviation, kept on purpose: the public code keeps every layer's coherence (and so its autograd
-  graph) referenced until the next step, although only the last layer's enters the loss; here
-  the other layers' coherence is computed and dropped, so the baseline is charged the compute
-  but not that leak (which would not fit 16 x 224^2, B = 16 on one 80 GB GPU).
+  and an Adam step, with an inference pass.
+* :class:`Official` - what the authors' public code (``leaps.py`` of
+  alexandrosstergiou/Leaping-Into-Memories) computes per step: hooks on every BatchNorm3d /
+  LayerNorm of the inverted model computing the channel mean *and* a T' x T' pairwise temporal
+  coherence on every layer (the pairwise differences are materialised, B x C x T' x T' x H x W),
+  of which the LAST layer's L1 priming distance and coherence reach the loss; verifier BN-moment
+  hooks; the stimulus fed un-normalised; an l2 prior on x*; weight gradients of both networks;
+  fp16 autocast + GradScaler (CUDA); ``loss.item()`` every step. The deviations it keeps, and
+  why, are listed in its docstring.
 * :class:`Naive` - the paper's equations (eq. 1-4) written plainly in eager PyTorch, fp32 (TF32
   convolutions where the caller enables them): forward pre-hooks on every norm layer, per-layer
   channel means + JVS priming with linear layer weights, temporal coherence on the last layer
@@ -25,7 +22,7 @@ its loss backpropagates into x*; none goes through :class:`leaps.inversion.Inver
 
 All formulations share the step skeleton of the leaps loop: random roll + flip of x*, resize to
 each network's input geometry (:meth:`leaps.inversion.Network.fit`), loss, backward, Adam
-(lr 0.2, betas (0.5, 0.9)), clip of x* to the valid pixel range.
+(lr 0.2, betas (0.5, 0.9)), clip of x* to the valid pixel range (Official: the public clip).
 
     f = Official(model, verifier, targets=[0] * 16, stimulus=video, frames=8, size=224)
     with f:                      # hooks registered for the block
@@ -161,12 +158,18 @@ class Bare(_Formulation):
 # official: the authors' public code
 # --------------------------------------------------------------------------------------------
 
-class _OfficialModelHook:
-    """Forward hook on one BatchNorm3d of the inverted model (``LEAPSFeatHook`` of the public code).
+#: The pixel statistics the public ``utils.clip`` clamps with (ImageNet's, whatever the model).
+PUBLIC_CLIP_MEAN = (0.485, 0.456, 0.406)
+PUBLIC_CLIP_STD = (0.229, 0.224, 0.225)
 
-    Every call computes the channel mean of the BN input z (B x C x T x H x W) and the pairwise
-    temporal coherence: consecutive-frame L1 plus the L1 of the hinge ``max(0, 1 - (z_t1 - z_t2))``
-    over the lower triangle of the materialised B x C x H x W x T' x T' frame differences.
+
+class _OfficialModelHook:
+    """Forward hook on one BatchNorm3d / LayerNorm of the inverted model (``LEAPSFeatHook``).
+
+    A 5-D input z (B x C x T x H x W) gives the channel mean and the pairwise temporal coherence:
+    consecutive-frame L1 plus the L1 of the hinge ``max(0, 1 - (z_t1 - z_t2))`` over the lower
+    triangle of the materialised B x C x H x W x T' x T' frame differences. A token input
+    (B x N x C) gives the mean over dim 1 and no coherence, as in the public hook.
     """
 
     def __init__(self, module: nn.Module, keep_coherence: bool):
@@ -177,6 +180,9 @@ class _OfficialModelHook:
 
     def __call__(self, module, inputs, output) -> None:
         z = inputs[0]
+        if z.dim() <= 3:
+            self.mean = z.mean(dim=1)
+            return
         self.mean = z.mean(dim=(2, 3, 4))
         later = z[:, :, 1:].unsqueeze(2)      # B x C x 1 x T' x H x W
         earlier = z[:, :, :-1].unsqueeze(3)   # B x C x T' x 1 x H x W
@@ -185,7 +191,7 @@ class _OfficialModelHook:
         hinge = 1.0 - pairs
         hinge[hinge < 0.0] = 0.0              # as the public code does (boolean-mask assignment)
         coh = torch.norm(z[:, :, 1:] - z[:, :, :-1], 1) + torch.norm(hinge, 1)
-        # Only the last layer's coherence enters the loss; see the module docstring.
+        # Only the last layer's coherence enters the loss; see Official's docstring (the leak).
         self.coh = coh if self.keep_coherence else None
 
     def close(self) -> None:
@@ -213,19 +219,55 @@ class _OfficialVerifierHook:
 
 
 class Official(_Formulation):
-    """The authors' public formulation: every-layer pairwise coherence, L1 priming, fp16 + GradScaler.
+    """What the authors' public code (``leaps.py`` of alexandrosstergiou/Leaping-Into-Memories) does.
 
-    Loss (public code, with its constants): ``CE + reg * sum_k rescale_k feat_k + 0.005 * l2
-    + prompt * sum_l rescale_l |mu_l(x*) - mu_l(v)|_1 - 1e-4 * coh_L / B`` with
-    ``rescale = [10, 1 + 10/2, 1 + 10/3, ...]``; ``prompt`` and ``reg`` are the model's
-    lambda_1 and r (Table S1). ``amp``: "fp16" (default on CUDA), "bf16" or None (fp32; the
-    default on a CPU).
+    Loss, with the public code's constants::
+
+        CE + reg * sum_k rescale_k feat_k + 0.005 * l2 + prompt * rescale_L |mu_L(x*) - mu_L(v)|_1 - 1e-4 coh_L / B
+
+    * ``rescale = [10] + [1 + 10 / (s + 1) for s in range(n - 1)]`` = [10, 11, 6, 4.33, ...]
+      (per list: n verifier layers for ``feat``, n hooked model layers for the priming term);
+    * priming: the public loop over the hooked layers resets its list of per-layer terms inside
+      the loop (``prompt_feats_layer_loss = []``), so every layer's term is computed but only the
+      LAST hooked layer's L1 distance, times its rescale weight, reaches the loss; here too;
+    * coherence: every hooked layer computes the pairwise coherence, the last one enters the loss;
+    * the stimulus v is fed un-normalised, in [0, 1] (``vids / 255.``), while x* lives in the
+      model's normalised space;
+    * hooks on every BatchNorm3d and LayerNorm of the inverted model (``LEAPSFeatHook``; a token
+      LayerNorm gives a mean over dim 1 and no coherence), BN-moment hooks on the verifier
+      (``VerFeatHook``, ``permute().contiguous().view(C, -1).var()``);
+    * the networks' parameters require grad (the public code never freezes them; it zeroes their
+      gradients every step), so backward also computes every weight gradient; restored by
+      :meth:`close`;
+    * fp16 autocast + GradScaler on CUDA (``amp``: "fp16" default on CUDA, "bf16", or None =
+      fp32, the default on a CPU, without loss scaling); ``loss.item()`` every step and a copy of
+      x* whenever the loss improves (``best_inputs``);
+    * the public ``utils.clip``: ``x[..., c]`` clamped to ImageNet's ``[-m_c / s_c, (1 - m_c) / s_c]``
+      for c = 0, 1, 2, i.e. the first three columns of the width axis, not the colour channels.
+
+    ``prompt`` and ``reg`` are the model's lambda_1 and r (Table S1). Deviations kept, and why:
+
+    * the verifier is a separate network (X3D-S in Table 4, like every other row), fed x* resized
+      to its geometry. The public ``run.py`` passes the inverted network as the verifier and
+      ``LEAPS.__init__`` wraps ``net`` as ``net_verifier`` anyway, so there the "verifier" pass is
+      a second forward of the inverted model with the BN-moment hooks on its own layers. Keeping
+      the shared verifier makes the rows differ in formulation only.
+    * verifier hooks only on BatchNorm3d with running statistics: the public ``VerFeatHook``
+      would raise on a LayerNorm (no ``running_var``).
+    * the public code keeps every layer's coherence (and so its autograd graph) referenced until
+      the next step, although only the last layer's enters the loss; here the other layers'
+      coherence is computed and dropped, so the baseline is charged the compute but not that
+      leak (which would not fit 16 x 224^2, B = 16 on one 80 GB GPU).
+    * ``prompt`` and ``reg`` from the model's preset rather than ``run.py``'s fixed 1e-2 and
+      0.05; constant lr instead of the cosine policy (a host-side assignment per step); one
+      device, no ``DataParallel``. None of these changes what a step computes beyond scalars.
     """
 
     name = "official"
     FIRST_BN_MULTIPLIER = 10.0
     L2_SCALE = 0.005
     COH_SCALE = 1e-4
+    HOOKED = (nn.BatchNorm3d, nn.LayerNorm)
 
     def __init__(self, model, verifier, targets, stimulus=None, *, frames=8, size=224, seed=0,
                  amp: str | None = "auto"):
@@ -235,23 +277,32 @@ class Official(_Formulation):
         self.amp_dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16
                                            and self.device.type == "cuda")
-        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
-        self.model_hooks = [_OfficialModelHook(m, keep_coherence=i == len(bns) - 1) for i, m in enumerate(bns)]
+        self.networks = [m for m in (model, verifier) if m is not None]
+        self._requires_grad = [(p, p.requires_grad) for m in self.networks for p in m.parameters()]
+        for m in self.networks:
+            m.requires_grad_(True)
+        norms = [m for m in model.modules() if isinstance(m, self.HOOKED)]
+        self.model_hooks = [_OfficialModelHook(m, keep_coherence=i == len(norms) - 1) for i, m in enumerate(norms)]
         self.verifier_hooks = []
         if verifier is not None:
             self.verifier_hooks = [_OfficialVerifierHook(m) for m in verifier.modules()
                                    if isinstance(m, nn.BatchNorm3d) and m.running_var is not None]
         self.prompt_coef, _, self.reg = _preset(model)
-        self.rescale_model = self._rescale(len(self.model_hooks))
-        self.rescale_verifier = self._rescale(len(self.verifier_hooks))
+        self.rescale_model = self.rescale(len(self.model_hooks))
+        self.rescale_verifier = self.rescale(len(self.verifier_hooks))
+        clip_mean = torch.tensor(PUBLIC_CLIP_MEAN)
+        clip_std = torch.tensor(PUBLIC_CLIP_STD)
+        self.clip_low, self.clip_high = (-clip_mean / clip_std).tolist(), ((1 - clip_mean) / clip_std).tolist()
+        self.best_loss, self.best_x = math.inf, None
         with torch.no_grad(), self._autocast():
             video = _stimulus_batch(stimulus, frames, size, self.device)
-            self.net.module(self.net.fit((video - self.net.mean) / self.net.std))
+            self.net.module(self.net.fit(video))  # un-normalised, as the public code feeds it
             self.prompt_feats = [h.mean.clone() for h in self.model_hooks]
         self._drop()
 
     @classmethod
-    def _rescale(cls, n: int) -> list[float]:
+    def rescale(cls, n: int) -> list[float]:
+        """The public code's per-layer weights: [10, 1 + 10/1, 1 + 10/2, ...] for n layers."""
         return [cls.FIRST_BN_MULTIPLIER] + [1.0 + cls.FIRST_BN_MULTIPLIER / (s + 1) for s in range(n - 1)]
 
     def _autocast(self):
@@ -268,6 +319,13 @@ class Official(_Formulation):
     def close(self) -> None:
         for h in self.model_hooks + self.verifier_hooks:
             h.close()
+        for p, flag in self._requires_grad:
+            p.requires_grad_(flag)
+
+    def clip(self) -> None:
+        with torch.no_grad():
+            for c in range(3):  # the public clip's last-axis indexing, kept (class docstring)
+                self.x[..., c].clamp_(self.clip_low[c], self.clip_high[c])
 
     def loss(self, x=None):
         x_jit = self.augment(self.x) if x is None else x
@@ -278,21 +336,27 @@ class Official(_Formulation):
                 self.ver.module(self.ver.fit(x_jit))
             loss = F.cross_entropy(logits, self.targets)
             diversity = sum(h.feat * s for h, s in zip(self.verifier_hooks, self.rescale_verifier))
-            prompt = sum(((h.mean - p).abs() * s).sum()
-                         for h, p, s in zip(self.model_hooks, self.prompt_feats, self.rescale_model))
-            coh = self.model_hooks[-1].coh / batch
+            for h, p, s in zip(self.model_hooks, self.prompt_feats, self.rescale_model):
+                prompt_terms = [(h.mean - p).abs() * s]  # reset per layer, as in the public loop
+            prompt = torch.sum(sum(prompt_terms))
+            last = self.model_hooks[-1].coh
+            coh = last / batch if last is not None else 0.0
             l2 = torch.norm(x_jit.reshape(batch, -1), dim=1).mean()
             loss = loss + self.reg * diversity + self.L2_SCALE * l2 + self.prompt_coef * prompt - self.COH_SCALE * coh
         return loss
 
     def step(self) -> None:
         self.optimiser.zero_grad(set_to_none=True)
+        for m in self.networks:
+            m.zero_grad(set_to_none=True)
         loss = self.loss()
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimiser)
         self.scaler.update()
         self.clip()
         self.last_loss = loss.item()   # the public code reads the loss back every step
+        if self.last_loss < self.best_loss:
+            self.best_loss, self.best_x = self.last_loss, self.x.detach().clone()
         self._drop()
 
     @torch.no_grad()

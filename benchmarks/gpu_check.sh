@@ -3,9 +3,9 @@
 # benchmarks at the headline setting. Every step gets what is left of one deadline
 # (GPU_CHECK_BUDGET seconds, default 540), so the whole script fits one device call.
 # GPU_CHECK_STEPS picks and orders the steps after the build (default "tests kernels table4";
-# "tune" adds the Triton tile sweep, benchmarks/tune_triton.py). Everything lands in $OUT
-# (default ./gpu-out): build.log (with the versions), tests.log, kernels.{log,json},
-# table4.{log,json,md}, tune.{log,json}. TABLE4_ROWS overrides the Table 4 rows.
+# "kernels" is benchmarks/kernel_latency.py; "tune" adds the Triton tile sweep, benchmarks/tune_triton.py).
+# Everything lands in $OUT (default ./gpu-out): build.log (with the versions), tests.log,
+# kernels.{log,json}, table4.{log,json,md}, tune.{log,json}. TABLE4_ROWS overrides the Table 4 rows.
 #
 # The GPU machine has torch, triton and timm but not pytorchvideo, av or fvcore: put their wheels
 # in .whl/ first (on the CPU machine, in the repository root, venv active; 34 MB, git-ignored):
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 BUDGET=${GPU_CHECK_BUDGET:-540}
 STEPS=${GPU_CHECK_STEPS:-tests kernels table4}
-TABLE4_ROWS=${TABLE4_ROWS:-bare official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 \
+TABLE4_ROWS=${TABLE4_ROWS:-bare bare-fast official naive leaps-reference leaps-fused leaps-fused+bf16 leaps-fused+fp16 \
 leaps-fused+cuda_graph leaps-fused+checkpoint leaps-fused+channels_last leaps-graph+bf16 leaps-graph+fp16 leaps-fast}
 
 # seconds for the next step: at most $1, and never past the deadline (keeps 5 s for the copy-back)
@@ -31,7 +31,8 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
-# Run from the source tree without installing: kernels/ is the package leaps.kernels.
+# Run from the source tree without installing: kernels/ is the package leaps.kernels, and the
+# benchmarks run as modules of the package benchmarks (python3 -m benchmarks.<name>).
 [ -e leaps/kernels ] || ln -s ../kernels leaps/kernels
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 
@@ -57,19 +58,19 @@ timeout "$(slot 60)" $PYTEST tests/test_csrc.py "tests/test_fused.py" -k "cuda-c
 
 kernels() {
 echo "== kernels (t=${SECONDS}s)"
-timeout "$(slot 100)" python3 benchmarks/kernels.py --batch 1 16 --iters 20 --warmup 5 --json "$OUT/kernels.json" 2>&1 \
+timeout "$(slot 100)" python3 -m benchmarks.kernel_latency --batch 1 16 --iters 20 --warmup 5 --json "$OUT/kernels.json" 2>&1 \
     | tee "$OUT/kernels.log"
 }
 
 table4() {
 echo "== table4 (t=${SECONDS}s)"
-timeout "$(slot 400)" python3 benchmarks/table4.py --models slow_r50 --geometries 8x224 --batch 1 16 --iters 10 --warmup 3 \
+timeout "$(slot 400)" python3 -m benchmarks.table4 --models slow_r50 --geometries 8x224 --batch 1 16 --iters 10 --warmup 3 \
     --rows $TABLE4_ROWS --json "$OUT/table4.json" --markdown "$OUT/table4.md" 2>&1 | tee "$OUT/table4.log"
 }
 
 tune() {
 echo "== tune (t=${SECONDS}s)"
-timeout "$(slot 300)" python3 benchmarks/tune_triton.py --batch 1 16 --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.log"
+timeout "$(slot 300)" python3 -m benchmarks.tune_triton --batch 1 16 --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.log"
 }
 
 for step in $STEPS; do "$step"; done

@@ -1,7 +1,7 @@
 """The paper's quality evaluation (Tables 1, 2, 3 and S2), measured in the toy world.
 
-    python benchmarks/quality.py             # full run (about 20 minutes on 2 CPU cores)
-    python benchmarks/quality.py --quick     # CI-sized run (a couple of minutes)
+    python -m benchmarks.quality             # full run (about 20 minutes on 2 CPU cores)
+    python -m benchmarks.quality --quick     # CI-sized run (a couple of minutes)
 
 For every objective, every toy class is synthesised from the shipped toy model (``toy_r3d``)
 with the toy verifier (``toy_x3d``), primed by a generated stimulus of that class; this is
@@ -33,6 +33,8 @@ import leaps
 from leaps import metrics
 from leaps.models import build_model
 from leaps.toy.data import TOY_CLASSES, generate
+
+from benchmarks.environment import environment
 
 INVERTED, VERIFIER = "toy_r3d", "toy_x3d"
 
@@ -215,7 +217,8 @@ def main(argv=None) -> int:
     from leaps._atomic import atomic_write_text
 
     settings = {k: v for k, v in vars(args).items() if k != "out"} | {"inverted": INVERTED, "verifier": VERIFIER}
-    payload = {"settings": settings, "real": real.as_dict(), "table_1_3": {k: v.as_dict() for k, v in t1.items()},
+    payload = {"environment": environment("cpu"), "settings": settings, "real": real.as_dict(),
+               "table_1_3": {k: v.as_dict() for k, v in t1.items()},
                "table_2": {k: v.as_dict() for k, v in t2.items()}, "table_s2": {k: v.as_dict() for k, v in ts2.items()}}
     stem = "quality_quick" if args.quick else "quality"
     atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1))

@@ -1,8 +1,8 @@
 """Table 4 latency: bare networks, the official and naive formulations, and leaps' engine options.
 
-    python benchmarks/table4.py                                   # full Table 4 sweep (GPU)
-    python benchmarks/table4.py --models slow_r50 --geometries 8x224 --batch 1 16
-    python benchmarks/table4.py --quick --device cpu              # tiny toy run (seconds)
+    python -m benchmarks.table4                                   # full Table 4 sweep (GPU)
+    python -m benchmarks.table4 --models slow_r50 --geometries 8x224 --batch 1 16
+    python -m benchmarks.table4 --quick --device cpu              # tiny toy run (seconds)
 
 For each inverted model (3D R50 = ``slow_r50``, (2+1)D R50 = ``r2plus1d_r50``), each x* geometry
 T x S^2 of Table 4 and each batch B, with the X3D-S verifier (random weights; nothing downloads),
@@ -15,15 +15,20 @@ it times:
 for the rows
 
 * ``bare``: CE only (the floor), ``official``: the authors' public formulation, ``naive``: the
-  paper's equations in plain eager PyTorch (both re-implemented in benchmarks/formulations.py);
+  paper's equations in plain eager PyTorch (all three in benchmarks/formulations.py);
+* ``bare-fast``: the bare step under the engine of ``leaps-fast`` (leaps' CUDA graph + bf16
+  autocast, fused Adam, augmentation, clip) with every LEAPS term off: CE on the inverted model
+  only, so the verifier does not run (it serves only R_feat). ``leaps-fast / bare-fast`` is then
+  the cost of the LEAPS terms and the verifier under one engine (target <= 1.10 at B=16). CUDA
+  only: on a CPU the row is skipped with its reason;
 * ``leaps-reference`` (eager, plain-torch losses), ``leaps-fused`` (``backend="auto"``), each
   engine option on top of fused (``amp`` bf16 / fp16, ``compile``, ``cuda_graph``, ``checkpoint``,
   ``channels_last``), ``leaps-graph+bf16`` / ``+fp16`` (CUDA graph and autocast together: a
   graph removes autocast's host cost), ``leaps-combo`` (the single options that beat fused by >3%, together) and
   ``leaps-fast`` (``fast=True``: leaps' own pick);
 
-and prints median / p90 milliseconds, peak memory (CUDA), step time / bare step, official step /
-row step (the speed-up over official), videos per GPU-hour of a 2000-step synthesis
+and prints median / p90 milliseconds, peak memory (CUDA), step time / bare step, step time /
+bare-fast step, official step / row step (the speed-up over official), videos per GPU-hour of a 2000-step synthesis
 (3600 / (2000 x step seconds) x B), and the paper's Table 4 figures for reference. A row that
 cannot run (an option not implemented yet, CUDA graphs on a CPU, out of memory) is printed as
 ``n/a (reason)``; the sweep goes on. Models are randomly initialised: timing does not depend on
@@ -48,11 +53,9 @@ import torch
 from leaps.timing import synchronize as _sync, time_ms as _time
 from leaps.inversion import prepare
 from leaps.models import build_model, get_spec
-from siblings import load_benchmark  # benchmarks/siblings.py: this folder is on sys.path
 
-
-
-formulations = load_benchmark("formulations")
+from benchmarks import formulations
+from benchmarks.environment import environment
 
 SYNTHESIS_STEPS = 2000
 GRAPH_WARMUP = 3  # leaps.engine.GRAPH_WARMUP: eager steps before a CUDA graph is captured
@@ -77,7 +80,14 @@ LEAPS_ROWS: dict[str, dict | None] = {
     "leaps-combo": None,
     "leaps-fast": {"fast": True},
 }
-ROWS = ("bare", "official", "naive", *LEAPS_ROWS)
+#: The bare step under leaps' own engine, every LEAPS term off (CE on the inverted model only).
+BARE_ENGINE_ROWS: dict[str, dict] = {
+    "bare-fast": {"fast": True, "use_priming": False, "use_coherence": False, "use_feat": False},
+}
+ENGINE_ROWS = {**BARE_ENGINE_ROWS, **LEAPS_ROWS}
+ROWS = ("bare", *BARE_ENGINE_ROWS, "official", "naive", *LEAPS_ROWS)
+FAST_TARGET = 1.10  # leaps-fast / bare-fast at B=16
+FAST_TARGET_BATCH = 16
 ENGINE_FIELDS = ("backend", "amp", "compile", "cuda_graph", "checkpoint", "channels_last", "fast", "sync_every")
 
 #: The paper's Table 4, as printed (latency in seconds: inference (down) / backprop (up); the GPU
@@ -161,7 +171,7 @@ class _Setting:
 
 
 def _empty_row(name: str, options: dict | None = None) -> dict:
-    kind = name if name in formulations.FORMULATIONS else "leaps"
+    kind = name if name in formulations.FORMULATIONS else "bare-engine" if name in BARE_ENGINE_ROWS else "leaps"
     return {
         "name": name, "kind": kind, "options": options, "status": "n/a", "reason": None,
         "step_ms": None, "inference_ms": None, "inference_reason": None,
@@ -179,6 +189,10 @@ def run_row(name: str, s: _Setting, options: dict | None = None) -> dict:
     if options and options.get("cuda_graph") and device.type != "cuda":
         row["reason"] = "CUDA graphs need a CUDA device"
         return row
+    if name in BARE_ENGINE_ROWS and device.type != "cuda":
+        # fast=True on a CPU is the eager fp32 loop: not the engine leaps-fast is measured with on a GPU
+        row["reason"] = "needs CUDA: the fast engine is a CUDA graph with bf16 autocast"
+        return row
     warmup = s.warmup
     if device.type == "cuda" and options and (options.get("cuda_graph") or options.get("fast")):
         warmup = max(warmup, GRAPH_WARMUP + 2)  # the capture itself stays out of the timed steps
@@ -189,7 +203,7 @@ def run_row(name: str, s: _Setting, options: dict | None = None) -> dict:
         model = copy.deepcopy(s.model)
         verifier = copy.deepcopy(s.verifier) if s.verifier is not None else None
         _reset_peak(device)
-        if row["kind"] != "leaps":
+        if row["kind"] in formulations.FORMULATIONS:
             obj = formulations.build(name, model, verifier, s.targets, s.stimulus, frames=s.frames, size=s.size)
             context, step, inference = obj, obj.step, obj.inference
         else:
@@ -282,13 +296,44 @@ def _derive(rows: dict, batch: int, device: torch.device, synthesis_steps: int) 
         return r[key]["median"] if r and r["status"] == "ok" and r.get(key) else None
 
     bare, bare_fwd, official = med("bare"), med("bare", "inference_ms"), med("official")
+    bare_fast = med("bare-fast")
     for row in rows.values():
         step = row["step_ms"]["median"] if row["status"] == "ok" else None
         fwd = row["inference_ms"]["median"] if row.get("inference_ms") else None
         row["step_vs_bare"] = step / bare if step and bare else None
+        row["step_vs_bare_fast"] = step / bare_fast if step and bare_fast else None
         row["inference_vs_bare"] = fwd / bare_fwd if fwd and bare_fwd else None
         row["official_speedup"] = official / step if step and official else None
         row["videos_per_hour"] = 3600.0 / (synthesis_steps * step / 1000.0) * batch if step else None
+
+
+def fast_vs_bare_fast(rows: dict, batch: int) -> dict:
+    """leaps-fast's step over bare-fast's (the cost of the LEAPS terms and the verifier under one engine),
+    with the target at B=16, or the reason it is missing."""
+    out = {"ratio": None, "target": FAST_TARGET, "target_batch": FAST_TARGET_BATCH, "met": None, "reason": None}
+    for name in ("bare-fast", "leaps-fast"):
+        row = rows.get(name)
+        if row is None:
+            out["reason"] = f"{name} not in --rows"
+            return out
+        if row["status"] != "ok":
+            out["reason"] = f"{name}: {row['reason']}"
+            return out
+    out["ratio"] = rows["leaps-fast"]["step_ms"]["median"] / rows["bare-fast"]["step_ms"]["median"]
+    if batch == FAST_TARGET_BATCH:
+        out["met"] = out["ratio"] <= FAST_TARGET
+    return out
+
+
+def _fast_line(block: dict) -> str:
+    cmp = block.get("fast_vs_bare_fast")
+    if not cmp:
+        return "fast / bare-fast: n/a"
+    target = f"target <= {cmp['target']:.2f} at B={cmp['target_batch']}"
+    if cmp["ratio"] is None:
+        return f"fast / bare-fast: n/a ({cmp['reason']}; {target})"
+    verdict = "" if cmp["met"] is None else (": met" if cmp["met"] else ": NOT met")
+    return f"fast / bare-fast: {cmp['ratio']:.3f}x ({target}{verdict})"
 
 
 def _best_leaps(rows: dict) -> dict | None:
@@ -308,7 +353,7 @@ def _f(value, fmt="{:.1f}", none="-"):
     return none if value is None else fmt.format(value)
 
 
-COLUMNS = ("row", "fwd ms", "step ms", "step p90", "peak GiB", "step/bare", "official/row", "videos/h")
+COLUMNS = ("row", "fwd ms", "step ms", "step p90", "peak GiB", "step/bare", "/bare-fast", "official/row", "videos/h")
 
 
 def _cells(row: dict) -> list[str]:
@@ -322,6 +367,7 @@ def _cells(row: dict) -> list[str]:
         _f(row["step_ms"]["p90"]),
         _f(row["peak_step_gib"], "{:.2f}", "n/a"),
         _f(row["step_vs_bare"], "{:.2f}x"),
+        _f(row.get("step_vs_bare_fast"), "{:.2f}x"),
         _f(row["official_speedup"], "{:.2f}x"),
         _f(row["videos_per_hour"], "{:.0f}" if (row["videos_per_hour"] or 0) >= 100 else "{:.3g}"),
     ]
@@ -349,6 +395,7 @@ def format_block(block: dict) -> str:
             lines.append(f"{cells[0].ljust(widths[0])}  {cells[1]}")
         else:
             lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    lines.append(_fast_line(block))
     best = block.get("best_leaps")
     if best:
         lines.append(f"best leaps row measured: {best['row']} ({best['step_ms']:.1f} ms/step; options {best['options']})")
@@ -374,6 +421,7 @@ def format_markdown(result: dict) -> str:
             if len(cells) == 2:
                 cells = cells + [""] * (len(COLUMNS) - 2)
             out.append("| " + " | ".join(cells) + " |")
+        out += ["", _fast_line(block) + "."]
         best = block.get("best_leaps")
         if best:
             out += ["", f"Best leaps row measured: `{best['row']}` ({best['step_ms']:.1f} ms/step), options `{best['options']}`."]
@@ -457,6 +505,7 @@ def main(argv=None) -> int:
     meta = {"device": str(device), "device_name": device_name, "torch": torch.__version__, "iters": args.iters,
             "warmup": args.warmup, "synthesis_steps": args.synthesis_steps, "verifier": args.verifier,
             "rows": rows_wanted, "argv": list(sys.argv[1:] if argv is None else argv)}
+    env = environment(device)
     print(f"Table 4 latency on {device} ({device_name}), torch {torch.__version__}; median ms over {args.iters} "
           f"iters after {args.warmup} warm-up; step = fwd + LEAPS terms + bwd to x* + Adam; "
           f"videos/h = 3600 / ({args.synthesis_steps} x step s) x B", flush=True)
@@ -481,24 +530,24 @@ def main(argv=None) -> int:
                         rows[name] = run_row(name, setting, options)
                         rows[name]["combo"] = why
                     else:
-                        rows[name] = run_row(name, setting, LEAPS_ROWS.get(name))
+                        rows[name] = run_row(name, setting, ENGINE_ROWS.get(name))
                 _derive(rows, batch, device, args.synthesis_steps)
                 block = {"model": model_name, "title": title, "frames": frames, "size": size, "batch": batch,
                          "verifier": args.verifier, "device": str(device), "rows": rows,
-                         "best_leaps": _best_leaps(rows),
+                         "best_leaps": _best_leaps(rows), "fast_vs_bare_fast": fast_vs_bare_fast(rows, batch),
                          "paper": PAPER_TABLE4.get(model_name, {}).get("rows", {}).get(f"{frames}x{size}")}
                 results.append(block)
                 print("\n" + format_block(block), flush=True)
-                _write(args, meta, results)  # after every block: a sweep cut short keeps its tables
+                _write(args, env, meta, results)  # after every block: a sweep cut short keeps its tables
         del model
         _free(device)
     print("\n" + format_paper())
-    _write(args, meta, results)
+    _write(args, env, meta, results)
     return 0
 
 
-def _write(args, meta: dict, results: list) -> None:
-    result = {"meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS, "results": results}
+def _write(args, env: dict, meta: dict, results: list) -> None:
+    result = {"environment": env, "meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS, "results": results}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=_json_default))

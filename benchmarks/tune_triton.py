@@ -1,6 +1,6 @@
 """Sweep the Triton kernels' tile sizes on the real layer sets and print the fastest per pass.
 
-The layer sets are those of benchmarks/kernels.py (default: the 53 BatchNorm inputs of 3D R50 at
+The layer sets are those of benchmarks/kernel_latency.py (default: the 53 BatchNorm inputs of 3D R50 at
 8 x 224^2 for the means of L_prim, the 83 of X3D-S at 13 x 160^2 for R_feat's moments and their
 gradient, R50's last layer for R_coh). Each candidate is timed as device time: the launch is
 captured in a CUDA graph and replayed (leaps.timing.graph_time_ms), so host cost does not hide
@@ -11,7 +11,7 @@ Only the S-contiguous ("rows") layout is swept: the CNN layer sets have no chann
 Set the winners in kernels/channel_stats.py (BLOCKS) and kernels/frame_l1.py (BLOCK_F,
 BLOCK_F_BWD).
 
-    python benchmarks/tune_triton.py --batch 1 16 --json tune.json      # CUDA only
+    python -m benchmarks.tune_triton --batch 1 16 --json tune.json      # CUDA only
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from pathlib import Path
 import torch
 
 from leaps.timing import graph_time_ms
-from siblings import load_benchmark  # benchmarks/siblings.py: this folder is on sys.path
 
-
-_kb = load_benchmark("kernels")  # by path: the repository root also has a ``kernels`` package
-DTYPES, Problem, derive_layer_set, peak_bandwidth = _kb.DTYPES, _kb.Problem, _kb.derive_layer_set, _kb.peak_bandwidth
+from benchmarks.environment import environment
+from benchmarks.kernel_latency import DTYPES, Problem, derive_layer_set, peak_bandwidth
 
 #: (rows, positions, warps) candidates of channel_stats.
 CHANNEL_TILES = [(r, s, w) for r, s in ((1, 1024), (1, 2048), (2, 512), (2, 1024), (4, 256), (4, 512), (4, 1024),
@@ -160,7 +158,8 @@ def main(argv=None) -> int:
         results.append(sweep(args, b, device))
         report(results[-1], peak)
     if args.json:
-        args.json.write_text(json.dumps({"device": name, "peak_gbps": peak, "results": results}, indent=1))
+        payload = {"environment": environment(device), "device": name, "peak_gbps": peak, "results": results}
+        args.json.write_text(json.dumps(payload, indent=1))
     return 0
 
 

@@ -1,15 +1,8 @@
 """Shared fixtures: tiny but real video networks that run in milliseconds on a CPU."""
 
 import os
-import sys
-from pathlib import Path
 
 import torch
-
-# The benchmark scripts (benchmarks/, a folder of scripts) are tested too; their shared loader
-# benchmarks/siblings.py is imported as ``siblings``. Appended, so that nothing it holds shadows
-# an installed module (benchmarks/kernels.py vs the root ``kernels`` package).
-sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # Without a GPU the Triton kernels run in Triton's interpreter (on small shapes). It must be
 # switched on before triton is first imported.

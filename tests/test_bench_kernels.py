@@ -1,4 +1,4 @@
-"""benchmarks/kernels.py runs end to end at tiny CPU settings and checks the fused backends.
+"""benchmarks/kernel_latency.py runs end to end at tiny CPU settings and checks the fused backends.
 
 The pytorchvideo layer sets (3D R50 + X3D-S) are derived on the meta device; the Triton
 interpreter is too slow for their ~130 layers, so Triton runs on the toy networks.
@@ -11,7 +11,8 @@ import torch
 
 from leaps import _ext, ops
 
-from siblings import load_benchmark as load  # benchmarks/siblings.py (see conftest)
+from benchmarks import kernel_latency
+from benchmarks import tune_triton as tune
 
 HAS_EXT_OPS = _ext.available() and hasattr(torch.ops.leaps, "channel_stats")
 TRITON_ON_CPU = ops.triton_importable() and ops.triton_interpreted()
@@ -19,7 +20,7 @@ TRITON_ON_CPU = ops.triton_importable() and ops.triton_interpreted()
 
 @pytest.fixture(scope="module")
 def kernels():
-    return load("kernels")
+    return kernel_latency
 
 
 def _rows(result):
@@ -48,6 +49,7 @@ def test_pytorchvideo_layer_sets(kernels, tmp_path, capsys, monkeypatch):
     assert "set TRITON_INTERPRET=1" in text and "median ms" in text
     data = json.loads(out.read_text())
     assert data["ok"] and data["peak_gbps"] is None
+    assert data["environment"]["gpu"] == "cpu" and data["environment"]["torch"] == torch.__version__
     assert [r["batch"] for r in data["results"]] == [1, 2] and text.count("== B=") == 2
     result = data["results"][0]
     assert data["results"][1]["layers"]["prim_shapes"][0] == [2, 64, 4, 16, 16]
@@ -118,7 +120,6 @@ def test_gpu_full_size_batch_1(kernels, tmp_path):
 def test_tile_sweep_checks_every_tile(monkeypatch):
     # The sweep's harness on toy layers in the interpreter: every candidate tile must compute what
     # the shipped tile computes (timing is a GPU matter and is stubbed out).
-    tune = load("tune_triton")
     monkeypatch.setattr(tune, "CHANNEL_TILES", [(8, 32, 8)])  # odd against the shipped (1, 1024, 4)
     monkeypatch.setattr(tune, "FRAME_BLOCKS", (32,))
     monkeypatch.setattr(tune, "_time", lambda fn, args, device: 1.0)
@@ -132,7 +133,6 @@ def test_tile_sweep_checks_every_tile(monkeypatch):
 
 
 def test_tile_check_rejects_a_wrong_result():
-    tune = load("tune_triton")
     expected = torch.ones(5)
     bad = tune._try_tile(lambda: torch.ones(5) * 1.1, expected, None, torch.device("cpu"), 20, (1, 2, 4))
     assert "wrong result" in bad["error"]

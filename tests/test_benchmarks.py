@@ -2,14 +2,42 @@
 
 import json
 import re
+import subprocess
+from datetime import datetime
 
-from siblings import load_benchmark as load  # benchmarks/siblings.py (conftest puts benchmarks/ on sys.path)
+import torch
+
+from benchmarks import demo_precision, environment, quality
+
+
+def test_environment_block(tmp_path):
+    env = environment.environment("cpu")
+    assert set(env) == {"torch", "triton", "cuda", "cudnn", "gpu", "python", "platform", "git_commit", "date"}
+    assert env["torch"] == torch.__version__ and env["gpu"] == "cpu" and env["python"].count(".") == 2
+    assert datetime.fromisoformat(env["date"]).utcoffset().total_seconds() == 0
+    assert env["git_commit"] is None or re.fullmatch(r"[0-9a-f]{4,40}(\+dirty)?", env["git_commit"])
+    json.dumps(env)  # plain values only
+
+
+def test_git_commit_outside_and_inside_a_checkout(tmp_path):
+    assert environment.git_commit(tmp_path) is None  # not a git checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(git + ["add", "f.txt"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "c"], check=True)
+    clean = environment.git_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{4,40}", clean)
+    (tmp_path / "new.json").write_text("{}")  # an untracked result file is not a change of the code
+    assert environment.git_commit(tmp_path) == clean
+    (tmp_path / "f.txt").write_text("b")
+    assert environment.git_commit(tmp_path) == clean + "+dirty"
 
 
 def test_quality_tables_written(tmp_path, capsys):
-    quality = load("quality")
     assert quality.main(["--quick", "--steps", "2", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "quality_quick.json").read_text())
+    assert data["environment"]["gpu"] == "cpu"
     assert set(data["table_1_3"]) == set(quality.TABLE_1_3)
     assert set(data["table_2"]) == {"l2", "l1", "cos", "JVS"}
     assert len(data["table_s2"]) == 5
@@ -21,19 +49,13 @@ def test_quality_tables_written(tmp_path, capsys):
     assert "Table 2" in md and "Table S2" in md and "claims" in md
 
 
-def test_step_latency_runs(capsys):
-    load("step_latency").main(["--model", "toy_r3d", "--verifier", "toy_x3d", "--frames", "4", "--size", "32",
-                               "--iters", "2", "--warmup", "1", "--device", "cpu"])
-    out = capsys.readouterr().out
-    assert "leaps step (reference)" in out and "bare step" in out
-
-
 def test_demo_precision_scores_the_demo_inversion(tmp_path, capsys):
-    demo_precision = load("demo_precision")
     out = tmp_path / "precision.json"
     assert demo_precision.main(["--modes", "fp32", "fast", "--seeds", "0", "--steps", "2", "--device", "cpu",
                                 "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+    data = json.loads(out.read_text())
+    assert data["environment"]["gpu"] == "cpu"
+    rows = data["rows"]
     assert [(r["mode"], r["seed"], r["steps"]) for r in rows] == [("fp32", 0, 2)]  # fast needs CUDA: skipped
     for key in ("top1_model", "top1_verifier", "top1_judge", "frame_ssim"):
         assert 0.0 <= rows[0][key] <= 1.0

@@ -1,11 +1,11 @@
 """Fused LEAPS loss kernels: reference vs triton vs cuda, forward+backward time and achieved GB/s.
 
     # on a GPU: 3D R50 (L_prim, R_coh) + X3D-S (R_feat) at x* = 8 x 224^2, B = 1 and B = 16
-    python benchmarks/kernels.py --frames 8 --size 224 --batch 1 16 --json kernels.json
-    python benchmarks/kernels.py --batch 16 --dtype bf16          # half-precision activations
-    python benchmarks/kernels.py --batch 16 --terms all --backends cuda   # one row pair only
+    python -m benchmarks.kernel_latency --frames 8 --size 224 --batch 1 16 --json kernels.json
+    python -m benchmarks.kernel_latency --batch 16 --dtype bf16          # half-precision activations
+    python -m benchmarks.kernel_latency --batch 16 --terms all --backends cuda   # one row pair only
     # CPU smoke run (reference + the C++ CPU kernels; Triton only under TRITON_INTERPRET=1)
-    python benchmarks/kernels.py --frames 4 --size 32 --batch 1 --iters 1 --warmup 0 --device cpu
+    python -m benchmarks.kernel_latency --frames 4 --size 32 --batch 1 --iters 1 --warmup 0 --device cpu
 
 Layer sets. The activations are those an inversion feeds the three activation-reading terms of
 eq. (4): every normalisation-layer input of the inverted model (``FeatureTaps``) for L_prim, the
@@ -67,6 +67,8 @@ from leaps.errors import LeapsError
 from leaps.inversion import Network
 from leaps.models import build_model, get_spec
 from leaps.taps import BatchNormTaps, FeatureTaps
+
+from benchmarks.environment import environment
 
 BACKEND_CHOICES = ("reference", "triton", "cuda")
 TERMS = ("L_prim", "R_coh", "R_feat", "all")
@@ -456,8 +458,8 @@ def main(argv=None) -> int:
         print("\nsome fused backend does not match the reference (see MISMATCH above)")
     if args.json:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        payload = {"config": config, "device": device_name, "peak_gbps": peak, "torch": torch.__version__,
-                   "ok": ok, "results": results}
+        payload = {"environment": environment(device), "config": config, "device": device_name, "peak_gbps": peak,
+                   "torch": torch.__version__, "ok": ok, "results": results}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1))
     return 0 if ok else 1
