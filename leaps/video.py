@@ -207,6 +207,8 @@ def _open_for_reading(path: Path):
             raise VideoError(f"cannot decode video {path}: the file contains no video stream")
         stream = container.streams.video[0]
         _refuse_still_image(container, path)
+        if stream.codec_context is None:  # PyAV found no decoder for the stream's codec id
+            raise VideoError(f"cannot decode video {path}: no decoder for its video codec")
         _refuse_huge_frames(stream.codec_context.width, stream.codec_context.height, path, "declares")
         stream.thread_type = "AUTO"  # frame-level threading: decoding dominates read time
         # Backstop for headers that lie about the size: the decoder refuses bigger frames.

@@ -621,7 +621,8 @@ def test_writing_the_same_tensor_twice_gives_the_same_bytes(tmp_path, ext):
 def test_contact_sheet_labels_add_a_column_of_text(tmp_path):
     batch = torch.rand(2, 3, 3, 20, 16, generator=torch.Generator().manual_seed(0))
     plain = decode_png(write_contact_sheet(batch, tmp_path / "plain.png"))
-    labelled = decode_png(write_contact_sheet(batch, tmp_path / "labelled.png", labels=["ring growing\nmodel 0.98", "x"]))
+    labels = ["ring growing\nmodel 0.98", "x"]
+    labelled = decode_png(write_contact_sheet(batch, tmp_path / "labelled.png", labels=labels))
     column = labelled.shape[1] - plain.shape[1]
     assert labelled.shape[0] == plain.shape[0] and column == len("ring growing") * 6 - 1 + 2 * 4
     assert np.array_equal(labelled[:, column:], plain)  # frames unchanged, to the right of the labels
