@@ -69,37 +69,97 @@ def at_demo_size(result):
 def demo_batch(out: Path, target: str = DEMO_CLASS) -> tuple[list[int], list]:
     """The demo's targets (``target`` first, then every other toy class) and their stimuli.
 
-    Each stimulus is generated (seed ``DEMO_STIMULUS_SEED + label``), written as mp4 under
-    ``out/stimuli`` and read back, as a user's clip would be.
+    Each stimulus is generated (16 frames, seed ``DEMO_STIMULUS_SEED + label``) and written as
+    mp4 under ``out/stimuli`` for the user to look at; the inversion is primed from the generated
+    tensor itself (the ``DEMO_FRAMES`` frames :func:`leaps.video.read_video` would sample), so
+    that the run does not depend on the video codec and ``--seed`` reproduces it bit for bit.
     """
     from .classes import resolve_target
     from .toy.data import TOY_CLASSES, generate
-    from .video import read_video, write_video
+    from .video import sample_indices, write_video
 
     label = resolve_target(target, class_names=TOY_CLASSES)
     labels = [label] + [c for c in range(len(TOY_CLASSES)) if c != label]
     stimuli = []
     for c in labels:
-        path = write_video(generate(c, seed=DEMO_STIMULUS_SEED + c, frames=16, size=DEMO_SIZE),
-                           out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}.mp4", fps=8)
-        stimuli.append(read_video(path, DEMO_FRAMES, DEMO_SIZE))
+        clip = generate(c, seed=DEMO_STIMULUS_SEED + c, frames=16, size=DEMO_SIZE)
+        write_video(clip, out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}.mp4", fps=8)
+        stimuli.append(clip[:, sample_indices(clip.shape[1], DEMO_FRAMES)].contiguous())
     return labels, stimuli
+
+
+def demo_networks(device) -> tuple:
+    """The demo's inverted model and verifier (shipped toy weights), on ``device``."""
+    from .models import build_model
+
+    return build_model(DEMO_MODEL, pretrained=True).to(device), build_model(DEMO_VERIFIER, pretrained=True).to(device)
+
+
+def _predictions(probs, targets) -> list[tuple[float, int]]:
+    """Per video: (probability of its target, top-1 class)."""
+    return [(float(p[t]), int(p.argmax())) for p, t in zip(probs, targets)]
+
+
+def sheet_labels(result, class_names) -> list[str]:
+    """One label per row of the contact sheet: the target, and the model's / verifier's confidence in it.
+
+    A network whose top-1 is another class has that class named after its confidence.
+    """
+    labels = [[class_names[t]] for t in result.targets]
+    for who, probs in (("model", result.model_probs), ("verifier", result.verifier_probs)):
+        if probs is None:
+            continue
+        for lines, t, (p, top) in zip(labels, result.targets, _predictions(probs, result.targets)):
+            lines.append(f"{who} {p:.2f}" + ("" if top == t else f" -> {class_names[top]}"))
+    return ["\n".join(lines) for lines in labels]
+
+
+def class_report(result, class_names) -> list[str]:
+    """Printable table: for every video, its target and the model's / verifier's top-1 with its probability."""
+    rows = [("video", "target", "model top-1", "verifier top-1")]
+    for i, t in enumerate(result.targets):
+        cells = []
+        for probs in (result.model_probs, result.verifier_probs):
+            if probs is None:
+                cells.append("-")
+                continue
+            p, top = probs[i].max(0)
+            cells.append(f"{class_names[int(top)]} {float(p):.2f}" + ("" if int(top) == t else " (wrong)"))
+        rows.append((f"leaps_{i}", class_names[t], *cells))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS, seed: int = 0) -> int:
     from .inversion import invert
-    from .models import build_model, get_spec
+    from .models import get_spec
     from .toy.data import TOY_CLASSES
+    from .video import run_metadata, write_contact_sheet, write_json
 
     labels, stimuli = demo_batch(out, target)
-    model = build_model(DEMO_MODEL, pretrained=True).to(device)
-    verifier = build_model(DEMO_VERIFIER, pretrained=True).to(device)
+    model, verifier = demo_networks(device)
     config = demo_config(steps, progress, seed)  # a preset for the demo (see DEMO_PRESET); library defaults stay
     print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[labels[0]]}' (and one video of each "
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
           f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; stimuli in {out / 'stimuli'}")
     print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
-    code = run(lambda: at_demo_size(invert(model, labels, stimuli, verifier, config)), out)
-    print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png")
+    run_json = write_json(run_metadata(config, command="leaps demo", model=DEMO_MODEL, verifier=DEMO_VERIFIER,
+                                       targets=[TOY_CLASSES[c] for c in labels], device=str(device),
+                                       stimulus_seeds=[DEMO_STIMULUS_SEED + c for c in labels]),
+                          out / "leaps_run.json")
+    kept = {}
+
+    def invert_and_keep():
+        kept["result"] = at_demo_size(invert(model, labels, stimuli, verifier, config))
+        return kept["result"]
+
+    code = run(invert_and_keep, out)
+    if "result" in kept:
+        result = kept["result"]
+        write_contact_sheet(result.video, out / "leaps.png", labels=sheet_labels(result, TOY_CLASSES))
+        print("per video (one per toy class; top-1 with its probability):")
+        print("\n".join(class_report(result, TOY_CLASSES)))
+    print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png "
+          f"(labelled with the model's and verifier's confidence); seed, versions and options in {run_json}")
     return code

@@ -181,17 +181,18 @@ def _resolve_targets(target, spec, num_classes: int) -> list[int]:
     return [resolve_target(t, class_names=names, num_classes=num_classes) for t in _as_list(target)]
 
 
-def _load_stimulus(item, frames: int, size: int) -> torch.Tensor:
-    """One stimulus as a 3 x T x S x S tensor in [0, 1]: a path is read, a tensor resized."""
-    if isinstance(item, (str, Path)):
-        from .video import read_video
+def _load_stimulus(item, frames: int, size: int, name: str | None = None) -> torch.Tensor:
+    """One stimulus as a 3 x T x S x S tensor in [0, 1]: a path is read, a tensor checked and resized.
 
+    ``name`` (e.g. "stimulus 2") is how errors refer to a tensor stimulus.
+    """
+    from .video import check_stimulus, read_video
+
+    if isinstance(item, (str, Path)):
         return read_video(item, frames, size)
-    if not isinstance(item, torch.Tensor):
-        raise LeapsError(f"a stimulus must be a video path or a 3 x T x H x W tensor, got {type(item).__name__}")
-    if item.dim() != 4 or item.shape[0] != 3:
-        raise ShapeError(f"a stimulus tensor must be 3 x T x H x W in [0, 1], got {tuple(item.shape)}")
-    video = item.detach().float()
+    if name is None:
+        name = f"stimulus tensor of shape {tuple(item.shape)}" if isinstance(item, torch.Tensor) else "a stimulus"
+    video = check_stimulus(item, name).detach().float()
     if tuple(video.shape[1:]) != (frames, size, size):
         video = F.interpolate(video[None], size=(frames, size, size), mode="trilinear", align_corners=False)[0]
     return video

@@ -12,6 +12,7 @@ failing write never leaves a half-written file nor clobbers an existing good one
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import struct
 import zlib
@@ -27,11 +28,15 @@ from leaps._atomic import atomic_path
 from leaps.errors import LeapsError, ShapeError, VideoError
 
 __all__ = [
+    "MAX_FRAME_PIXELS",
+    "check_stimulus",
     "sample_indices",
     "read_video",
     "write_video",
     "write_contact_sheet",
     "save_outputs",
+    "run_metadata",
+    "write_json",
     "normalize",
     "denormalize",
     "synthetic_clip",
@@ -48,12 +53,21 @@ _VIDEO_FORMATS = {
 }
 
 # Quality settings per codec: visualisations are small, so spend bits on fidelity.
+# libx264 is made bit-reproducible (the same tensor gives the same bytes): one thread, and no
+# macroblock tree, whose SIMD code gives run-to-run differences even with one thread.
 _CODEC_OPTIONS = {
-    "libx264": {"crf": "17", "preset": "medium"},
+    "libx264": {"crf": "17", "preset": "medium", "threads": "1", "x264-params": "mbtree=0"},
     "libvpx": {"crf": "10", "b": "4M"},
     "libvpx-vp9": {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"},
 }
 _CODEC_BIT_RATE = {"mpeg4": 8_000_000, "mjpeg": 8_000_000, "libvpx": 4_000_000}
+
+#: Largest frame (width x height) read_video decodes: 8K UHD. A 200-byte GIF can declare a
+#: 16000 x 16000 canvas, which the decoder would allocate for every frame (gigabytes).
+MAX_FRAME_PIXELS = 7680 * 4320
+
+# Demuxers of single images: FFmpeg's image2 family ("png_pipe", "jpeg_pipe", ...).
+_IMAGE_DEMUXERS = ("image2", "image2pipe")
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,6 +149,45 @@ def denormalize(video: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
+# Stimulus checks
+# --------------------------------------------------------------------------------------------
+
+# Slack on the [0, 1] range for float rounding (e.g. a clip resized or converted elsewhere).
+_RANGE_SLACK = 1e-3
+
+
+def check_stimulus(video, name: str = "stimulus") -> torch.Tensor:
+    """Check that ``video`` can prime an inversion; return it unchanged.
+
+    A stimulus is a floating-point tensor ``3 x T x H x W`` (``T, H, W >= 1``) of finite pixel
+    values in ``[0, 1]``. Raises :class:`ShapeError` for a wrong type, dtype or shape and
+    :class:`VideoError` for NaN/inf or out-of-range values, each naming ``name`` (e.g.
+    ``"stimulus 2"`` or a path), so that a bad input is reported where it enters rather than
+    as a NaN loss many steps later.
+    """
+    if not isinstance(video, torch.Tensor):
+        raise ShapeError(f"{name} must be a video path or a 3 x T x H x W tensor, got {type(video).__name__}")
+    if not video.is_floating_point():
+        hint = " (pixel values 0-255? use video.float() / 255)" if video.dtype == torch.uint8 else ""
+        raise ShapeError(f"{name} has dtype {video.dtype}: expected floats in [0, 1]{hint}")
+    if video.ndim != 4 or video.shape[0] != 3 or min(video.shape) < 1:
+        raise ShapeError(f"{name} must be 3 x T x H x W (RGB, T >= 1 frames), got shape {tuple(video.shape)}")
+    values = video.detach()
+    if not bool(torch.isfinite(values).all()):
+        raise VideoError(f"{name} contains NaN or inf values")
+    lo, hi = (float(v) for v in torch.aminmax(values.float()))
+    if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+        if lo >= 0 and hi <= 255:
+            hint = " (pixel values 0-255? divide by 255)"
+        elif lo < 0:
+            hint = " (normalised? give pixels in [0, 1], e.g. leaps.video.denormalize(video, mean, std))"
+        else:
+            hint = ""
+        raise VideoError(f"{name} has values in [{lo:.4g}, {hi:.4g}], expected pixels in [0, 1]{hint}")
+    return video
+
+
+# --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
 
@@ -153,7 +206,13 @@ def _open_for_reading(path: Path):
         if not container.streams.video:
             raise VideoError(f"cannot decode video {path}: the file contains no video stream")
         stream = container.streams.video[0]
+        _refuse_still_image(container, path)
+        if stream.codec_context is None:  # PyAV found no decoder for the stream's codec id
+            raise VideoError(f"cannot decode video {path}: no decoder for its video codec")
+        _refuse_huge_frames(stream.codec_context.width, stream.codec_context.height, path, "declares")
         stream.thread_type = "AUTO"  # frame-level threading: decoding dominates read time
+        # Backstop for headers that lie about the size: the decoder refuses bigger frames.
+        stream.codec_context.options = {"max_pixels": str(MAX_FRAME_PIXELS)}
         yield container, stream
     except LeapsError:
         raise
@@ -161,6 +220,27 @@ def _open_for_reading(path: Path):
         raise VideoError(f"cannot decode video {path}: {exc}") from exc
     finally:
         container.close()
+
+
+def _is_still_image(container) -> bool:
+    names = container.format.name.split(",")
+    return any(n in _IMAGE_DEMUXERS or (n.endswith("_pipe") and n != "gif_pipe") for n in names)
+
+
+def _refuse_still_image(container, path: Path) -> None:
+    if _is_still_image(container):
+        raise VideoError(
+            f"{path} is a still image ({container.format.name}); LEAPS primes space-time features and "
+            f"coherence from a video: give a clip (mp4, gif, webm, ...)"
+        )
+
+
+def _refuse_huge_frames(width: int, height: int, path: Path, verb: str) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"video {path} {verb} frames of {width} x {height} pixels, more than the limit of "
+            f"{MAX_FRAME_PIXELS:,} (8K UHD); downscale it first, e.g. ffmpeg -i IN -vf scale=-2:720 OUT.mp4"
+        )
 
 
 def _estimate_frame_count(path: Path) -> int:
@@ -189,6 +269,7 @@ def _decode_selected(path: Path, wanted: set[int], size: int) -> tuple[dict[int,
         for index, frame in enumerate(container.decode(stream)):
             count = index + 1
             if index in wanted:
+                _refuse_huge_frames(frame.width, frame.height, path, "has")
                 rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
                 image = rgb.permute(2, 0, 1).float().div_(255.0)
                 kept[index] = _resize_short_side_and_crop(image, size).clamp_(0.0, 1.0)
@@ -202,7 +283,9 @@ def read_video(path, frames: int, size: int, *, mean=None, std=None) -> torch.Te
     frame's short side is resized to ``size`` (bilinear, antialiased) and the centre
     ``size x size`` square is cropped. Values are in ``[0, 1]``; when ``mean`` and ``std``
     (3 values each) are given the result is normalised as ``(x - mean) / std``.
-    Any container PyAV can demux works (mp4, avi, webm, mkv, gif, ...).
+    Any container PyAV can demux works (mp4, avi, webm, mkv, gif, ...). Still images (png,
+    jpeg, ...) are refused, as are frames larger than :data:`MAX_FRAME_PIXELS`; only the
+    sampled frames are kept, so memory does not grow with the length of the clip.
     """
     frames = _check_positive_int("frames", frames)
     size = _check_positive_int("size", size)
@@ -229,6 +312,8 @@ def read_video(path, frames: int, size: int, *, mean=None, std=None) -> torch.Te
         if missing:
             more, _ = _decode_selected(path, missing, size)
             kept.update(more)
+        if set(indices) - kept.keys():  # a second decode gave fewer frames than the first
+            raise VideoError(f"cannot decode video {path}: the frames decoded differ from one read to the next")
     video = torch.stack([kept[i] for i in indices], dim=1)  # 3 x T x S x S
     if mean is not None:
         video = normalize(video, mean, std)
@@ -334,13 +419,16 @@ def _add_stream(container, codecs: tuple[str, ...], rate: Fraction):
             continue
         if name in _CODEC_BIT_RATE:
             stream.bit_rate = _CODEC_BIT_RATE[name]
+        stream.thread_count = 1  # threaded encoders may split work differently from run to run
         return stream
     raise VideoError(f"no usable encoder among {', '.join(codecs)} ({'; '.join(errors)})")
 
 
 def _encode(tmp: Path, fmt: str, codecs, pix_fmt: str, frames: np.ndarray, rate: Fraction) -> None:
     """Encode ``T x H x W x 3`` uint8 frames into ``tmp`` with the given container format."""
-    options = {"loop": "0"} if fmt == "gif" else {}  # gif: loop forever
+    # bitexact: no random ids (Matroska's SegmentUID) nor library versions in the file, so the
+    # same frames give the same bytes. gif: loop forever.
+    options = {"fflags": "+bitexact", **({"loop": "0"} if fmt == "gif" else {})}
     with av.open(str(tmp), mode="w", format=fmt, options=options) as container:
         stream = _add_stream(container, codecs, rate)
         if pix_fmt == "pal8":
@@ -396,6 +484,65 @@ def write_video(video: torch.Tensor, path, fps: float = 8) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+# A 5 x 7 bitmap font (upper case, digits, punctuation): each glyph is 7 rows of 5 bits, as hex.
+# Labels are drawn upper case; characters without a glyph are drawn as "?".
+_GLYPHS = {
+    " ": "00000000000000", "A": "0e1111111f1111", "B": "1e11111e11111e", "C": "0e11101010110e",
+    "D": "1c12111111121c", "E": "1f10101e10101f", "F": "1f10101e101010", "G": "0e11101711110f",
+    "H": "1111111f111111", "I": "0e04040404040e", "J": "0702020202120c", "K": "11121418141211",
+    "L": "1010101010101f", "M": "111b1515111111", "N": "11111915131111", "O": "0e11111111110e",
+    "P": "1e11111e101010", "Q": "0e11111115120d", "R": "1e11111e141211", "S": "0f10100e01011e",
+    "T": "1f040404040404", "U": "1111111111110e", "V": "11111111110a04", "W": "1111111515150a",
+    "X": "11110a040a1111", "Y": "1111110a040404", "Z": "1f01020408101f", "0": "0e11131519110e",
+    "1": "040c040404040e", "2": "0e11010204081f", "3": "1f02040201110e", "4": "02060a121f0202",
+    "5": "1f101e0101110e", "6": "0608101e11110e", "7": "1f010204080808", "8": "0e11110e11110e",
+    "9": "0e11110f01020c", ".": "00000000000c0c", ",": "000000000c0408", ":": "000c0c000c0c00",
+    ";": "000c0c000c0408", "%": "18190204081303", "-": "0000001f000000", "_": "0000000000001f",
+    "/": "00010204081000", "(": "02040808080402", ")": "08040202020408", "'": "0c040800000000",
+    '"': "0a0a0a00000000", "=": "00001f001f0000", "+": "0004041f040400", "?": "0e110102040004",
+    "!": "04040404000004", "#": "0a0a1f0a1f0a0a", "*": "0004150e150400", "<": "02040810080402",
+    ">": "08040201020408", "[": "0e08080808080e", "]": "0e02020202020e", "&": "0c12140815120d",
+}
+_GLYPH_W, _GLYPH_H = 5, 7
+_CHAR_PITCH, _LINE_PITCH = _GLYPH_W + 1, _GLYPH_H + 2  # one column / two rows of spacing
+_LABEL_MARGIN = 4  # white pixels around the label column's text
+
+
+def _glyph(char: str) -> np.ndarray:
+    """``7 x 5`` bool mask of one character."""
+    code = _GLYPHS.get(char.upper(), _GLYPHS["?"])
+    rows = [int(code[i : i + 2], 16) for i in range(0, 2 * _GLYPH_H, 2)]
+    return np.array([[(r >> (_GLYPH_W - 1 - c)) & 1 for c in range(_GLYPH_W)] for r in rows], dtype=bool)
+
+
+def _text_mask(text: str) -> np.ndarray:
+    """Bool mask ``lines * 9 - 2 x longest * 6 - 1`` of ``text`` (lines split at newlines)."""
+    lines = text.split("\n")
+    width = max(1, max(len(line) for line in lines) * _CHAR_PITCH - 1)
+    mask = np.zeros((len(lines) * _LINE_PITCH - 2, width), dtype=bool)
+    for i, line in enumerate(lines):
+        for j, char in enumerate(line):
+            y, x = i * _LINE_PITCH, j * _CHAR_PITCH
+            mask[y : y + _GLYPH_H, x : x + _GLYPH_W] = _glyph(char)
+    return mask
+
+
+def _label_column(labels: list[str], row_height: int, gap: int) -> np.ndarray:
+    """``H' x W_label x 3`` uint8: each row's label in black on white, top-aligned with its row.
+
+    Text taller than the row is cut at the row's bottom edge.
+    """
+    masks = [_text_mask(str(label)) for label in labels]
+    width = max(m.shape[1] for m in masks) + 2 * _LABEL_MARGIN
+    height = len(labels) * row_height + (len(labels) - 1) * gap
+    column = np.full((height, width, 3), 255, dtype=np.uint8)
+    for i, mask in enumerate(masks):
+        top = i * (row_height + gap) + min(_LABEL_MARGIN, max(0, row_height - _GLYPH_H) // 2)
+        visible = mask[: max(0, (i + 1) * (row_height + gap) - gap - top)]
+        column[top : top + visible.shape[0], _LABEL_MARGIN : _LABEL_MARGIN + visible.shape[1]][visible] = 0
+    return column
+
+
 def _sheet_image(video: torch.Tensor, gap: int) -> np.ndarray:
     """Tile frames into an ``H' x W' x 3`` uint8 image: one row per video, frames left to right.
 
@@ -435,17 +582,26 @@ def _encode_png_python(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def write_contact_sheet(video: torch.Tensor, path, *, gap: int = 2) -> Path:
+def write_contact_sheet(video: torch.Tensor, path, *, gap: int = 2, labels=None) -> Path:
     """Write a PNG showing all frames side by side (one row per video for a batch).
 
     ``video`` is ``3 x T x H x W`` or ``B x 3 x T x H x W`` in ``[0, 1]``. The image is
-    ``T*W + (T-1)*gap`` wide and ``B*H + (B-1)*gap`` high. The write is atomic.
+    ``T*W + (T-1)*gap`` wide and ``B*H + (B-1)*gap`` high. With ``labels`` (one string per
+    row, newlines allowed) a white column on the left shows each row's label in a 5 x 7 pixel
+    font (upper case), top-aligned with its row; the image is wider by that column. The write is
+    atomic.
     """
     path = Path(path)
     if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
         raise ShapeError(f"cannot write {path}: gap must be a non-negative integer, got {gap!r}")
     video = _check_video_tensor(video, path, batch_ok=True)
     image = _sheet_image(video, gap)
+    if labels is not None:
+        rows = video.shape[0] if video.ndim == 5 else 1
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        if len(labels) != rows:
+            raise ShapeError(f"cannot write {path}: got {len(labels)} labels for {rows} rows")
+        image = np.concatenate([_label_column(labels, video.shape[-2], gap), image], axis=1)
     try:
         data = _encode_png_av(image)
     except (av.FFmpegError, ValueError):  # FFmpeg built without the png encoder
@@ -472,13 +628,42 @@ def _grid(batch: torch.Tensor, gap: int = 2) -> torch.Tensor:
     return out
 
 
-def save_outputs(video: torch.Tensor, out_dir, stem: str = "leaps", fps: float = 8) -> dict[str, Path]:
+def run_metadata(config=None, **extra) -> dict:
+    """What produced a set of outputs: library versions, the seed and every option of ``config``.
+
+    ``config`` is an :class:`~leaps.config.InversionConfig` (or any dataclass); ``extra`` entries
+    (model names, targets, ...) are added as given. Values must be JSON-serialisable or are
+    written as ``str``.
+    """
+    import dataclasses
+    import platform
+
+    import leaps
+
+    meta = {
+        "leaps_version": leaps.__version__,
+        "torch_version": torch.__version__,
+        "av_version": av.__version__,
+        "python_version": platform.python_version(),
+    }
+    if config is not None:
+        options = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        meta["seed"] = options.get("seed")
+        meta["config"] = options
+    meta.update(extra)
+    return meta
+
+
+def save_outputs(video: torch.Tensor, out_dir, stem: str = "leaps", fps: float = 8, *, labels=None,
+                 metadata: dict | None = None) -> dict[str, Path]:
     """Write a video (``3 x T x H x W``) or batch (``B x 3 x T x H x W``) in ``[0, 1]`` to ``out_dir``.
 
     Always writes ``{stem}.mp4``, ``{stem}.gif`` and the contact sheet ``{stem}.png`` (one row
-    per sample). For ``B > 1`` the mp4/gif show all samples tiled on a grid, and each sample is
-    also written as ``{stem}_{i}.mp4`` / ``{stem}_{i}.gif``. Returns the paths keyed ``'mp4'``,
-    ``'gif'``, ``'png'`` and, for ``B > 1``, ``'mp4_0'``, ``'gif_0'``, ...
+    per sample, labelled with ``labels`` when given, see :func:`write_contact_sheet`). For
+    ``B > 1`` the mp4/gif show all samples tiled on a grid, and each sample is also written as
+    ``{stem}_{i}.mp4`` / ``{stem}_{i}.gif``. With ``metadata`` (e.g. :func:`run_metadata`) it
+    is written as JSON to ``{stem}_run.json``. Returns the paths keyed ``'mp4'``, ``'gif'``,
+    ``'png'``, ``'run'`` (with metadata) and, for ``B > 1``, ``'mp4_0'``, ``'gif_0'``, ...
     """
     out_dir = Path(out_dir)
     if not stem or Path(stem).name != stem:
@@ -489,12 +674,23 @@ def save_outputs(video: torch.Tensor, out_dir, stem: str = "leaps", fps: float =
     combined = batch[0] if len(batch) == 1 else _grid(batch)
     for ext in ("mp4", "gif"):
         paths[ext] = write_video(combined, out_dir / f"{stem}.{ext}", fps=fps)
-    paths["png"] = write_contact_sheet(batch, out_dir / f"{stem}.png")
+    paths["png"] = write_contact_sheet(batch, out_dir / f"{stem}.png", labels=labels)
     if len(batch) > 1:
         for i, sample in enumerate(batch):
             for ext in ("mp4", "gif"):
                 paths[f"{ext}_{i}"] = write_video(sample, out_dir / f"{stem}_{i}.{ext}", fps=fps)
+    if metadata is not None:
+        paths["run"] = write_json(metadata, out_dir / f"{stem}_run.json")
     return paths
+
+
+def write_json(data: dict, path) -> Path:
+    """Write ``data`` as indented JSON (non-JSON values as ``str``), atomically; return the path."""
+    path = Path(path)
+    text = json.dumps(data, indent=1, default=str)
+    with _atomic_target(path) as tmp:
+        tmp.write_text(text + "\n")
+    return path
 
 
 # --------------------------------------------------------------------------------------------

@@ -450,3 +450,204 @@ def test_module_does_not_import_pillow():
     source = open(V.__file__, encoding="utf-8").read()
     assert "import PIL" not in source and "from PIL" not in source
     assert os.path.basename(V.__file__) == "video.py"
+
+
+# --------------------------------------------------------------------------------------------
+# Stimulus checks
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_stimulus_accepts_a_valid_clip_unchanged():
+    clip = synthetic_clip(4, 16)
+    assert V.check_stimulus(clip, "stimulus 0") is clip
+    assert V.check_stimulus(clip.half()) is not None and V.check_stimulus(torch.ones(3, 1, 1, 1)) is not None
+
+
+@pytest.mark.parametrize("bad,error,needles", [
+    (synthetic_clip(4, 16) * 255, VideoError, ["stimulus 3", "[0, 1]", "divide by 255"]),
+    (synthetic_clip(4, 16) * 2 - 1, VideoError, ["stimulus 3", "[0, 1]", "denormalize"]),
+    (synthetic_clip(4, 16) * 1000, VideoError, ["stimulus 3", "[0, 1]"]),
+    (torch.full((3, 2, 8, 8), float("nan")), VideoError, ["stimulus 3", "NaN"]),
+    (torch.full((3, 2, 8, 8), float("inf")), VideoError, ["stimulus 3", "inf"]),
+    ((synthetic_clip(4, 16) * 255).to(torch.uint8), ShapeError, ["stimulus 3", "uint8", "/ 255"]),
+    (torch.zeros(3, 2, 8, 8, dtype=torch.int64), ShapeError, ["stimulus 3", "int64"]),
+    (torch.rand(2, 8, 8), ShapeError, ["stimulus 3", "3 x T x H x W"]),
+    (torch.rand(1, 3, 2, 8, 8), ShapeError, ["stimulus 3", "(1, 3, 2, 8, 8)"]),
+    (torch.rand(4, 2, 8, 8), ShapeError, ["stimulus 3", "RGB"]),
+    (torch.rand(3, 0, 8, 8), ShapeError, ["stimulus 3", "T >= 1"]),
+    (np.zeros((3, 2, 8, 8), dtype=np.float32), ShapeError, ["stimulus 3", "ndarray"]),
+])
+def test_check_stimulus_rejects_bad_tensors_naming_them(bad, error, needles):
+    with pytest.raises(error) as info:
+        V.check_stimulus(bad, "stimulus 3")
+    assert isinstance(info.value, LeapsError)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_check_stimulus_allows_float_rounding_at_the_range_edges():
+    clip = synthetic_clip(2, 8)
+    clip[0, 0, 0, 0], clip[0, 0, 0, 1] = 1 + 1e-6, -1e-6
+    assert V.check_stimulus(clip) is clip
+
+
+def test_invert_refuses_a_nan_stimulus_before_optimising(tiny_net):
+    import leaps
+    from leaps.errors import NonFiniteLossError
+
+    stimulus = torch.rand(3, 4, 16, 16)
+    stimulus[0, 1, 2, 3] = float("nan")
+    with pytest.raises(VideoError, match="stimulus tensor of shape \\(3, 4, 16, 16\\) contains NaN") as info:
+        leaps.invert(tiny_net, 0, stimulus, steps=2, frames=4, size=16, progress=False)
+    assert not isinstance(info.value, NonFiniteLossError)
+
+
+def test_invert_refuses_a_0_255_stimulus(tiny_net):
+    import leaps
+
+    with pytest.raises(VideoError, match="divide by 255"):
+        leaps.invert(tiny_net, 0, torch.rand(3, 4, 16, 16) * 255, steps=2, frames=4, size=16, progress=False)
+    with pytest.raises(ShapeError, match="uint8"):
+        leaps.invert(tiny_net, 0, (torch.rand(3, 4, 16, 16) * 255).byte(), steps=2, frames=4, size=16,
+                     progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Still images and absurd sizes
+# --------------------------------------------------------------------------------------------
+
+
+def write_still_image(path, codec, pix_fmt):
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.width = stream.height = 32
+        stream.pix_fmt = pix_fmt
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 128, np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name,codec,pix_fmt", [("still.png", "png", "rgb24"), ("still.jpg", "mjpeg", "yuvj420p"),
+                                                ("png_named.mp4", "png", "rgb24")])
+def test_still_images_are_refused(tmp_path, name, codec, pix_fmt):
+    path = write_still_image(tmp_path / name, codec, pix_fmt)
+    with pytest.raises(VideoError, match="is a still image") as info:
+        read_video(path, 4, 16)
+    assert str(path) in str(info.value) and "space-time" in str(info.value)
+
+
+def test_still_image_stimulus_is_refused_by_invert(tiny_net, tmp_path):
+    import leaps
+
+    path = write_still_image(tmp_path / "still.png", "png", "rgb24")
+    with pytest.raises(VideoError, match="still image"):
+        leaps.invert(tiny_net, 0, str(path), steps=1, frames=4, size=16, progress=False)
+
+
+def test_a_one_frame_video_is_still_a_video(tmp_path):
+    path = write_video(synthetic_clip(1, 16), tmp_path / "one.mp4")
+    assert read_video(path, 3, 16).shape == (3, 3, 16, 16)
+
+
+def gif_declaring(tmp_path, width, height):
+    """A valid 4-frame 16 x 16 GIF whose logical screen (bytes 6-9) claims width x height."""
+    data = bytearray(make_test_video(tmp_path / "small.gif", frames=4, size=16).read_bytes())
+    data[6:10] = struct.pack("<HH", width, height)
+    path = tmp_path / f"declares_{width}x{height}.gif"
+    path.write_bytes(data)
+    return path
+
+
+def test_gif_declaring_a_huge_canvas_is_refused_before_decoding(tmp_path, monkeypatch):
+    # The decoder would allocate the 16000^2 canvas for every frame: gigabytes for 200 bytes.
+    path = gif_declaring(tmp_path, 16000, 16000)
+    decoded = []
+    monkeypatch.setattr(V, "_decode_selected", lambda *a: decoded.append(a) or ({}, 0))
+    with pytest.raises(VideoError, match="16000 x 16000 pixels, more than the limit") as info:
+        read_video(path, 4, 16)
+    assert str(path) in str(info.value) and decoded == []
+
+
+def test_decoder_refuses_frames_above_the_limit_even_if_the_header_lies(tmp_path, monkeypatch):
+    path = gif_declaring(tmp_path, 4000, 4000)  # 16 M pixels: below the real limit
+    assert read_video(path, 2, 16).shape == (3, 2, 16, 16)
+    monkeypatch.setattr(V, "MAX_FRAME_PIXELS", 1000 * 1000)
+    with pytest.raises(VideoError, match="4000 x 4000"):
+        read_video(path, 2, 16)
+    # the header passes, the decoded frame does not: max_pixels stops FFmpeg, or our frame check does
+    monkeypatch.setattr(V, "_refuse_huge_frames", lambda w, h, path, verb: None)
+    with pytest.raises(VideoError):
+        read_video(path, 2, 16)
+
+
+def test_a_header_declaring_a_million_frames_keeps_only_the_sampled_frames(tmp_path, monkeypatch):
+    truth = make_test_video(tmp_path / "clip.avi", frames=16, size=32)
+    data = bytearray(truth.read_bytes())
+    avih, strh = data.find(b"avih"), data.find(b"strh")
+    data[avih + 24 : avih + 28] = struct.pack("<I", 10**6)  # dwTotalFrames
+    data[strh + 40 : strh + 44] = struct.pack("<I", 10**6)  # dwLength
+    liar = tmp_path / "liar.avi"
+    liar.write_bytes(data)
+    with av.open(str(liar)) as container:
+        assert container.streams.video[0].frames == 10**6
+    kept_sizes = []
+    real = V._decode_selected
+
+    def spy(path, wanted, size):
+        kept, count = real(path, wanted, size)
+        kept_sizes.append(len(kept))
+        return kept, count
+
+    monkeypatch.setattr(V, "_decode_selected", spy)
+    video = read_video(liar, 4, 32)
+    assert torch.equal(video, read_video(truth, 4, 32))
+    assert max(kept_sizes) <= 4
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic writes, labelled sheets, run metadata
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["mp4", "gif", "mkv", "avi"])
+def test_writing_the_same_tensor_twice_gives_the_same_bytes(tmp_path, ext):
+    video = torch.rand(3, 8, 34, 34, generator=torch.Generator().manual_seed(0))
+    first = write_video(video, tmp_path / f"a.{ext}").read_bytes()
+    for _ in range(3):  # the x264 run-to-run differences showed up in about half the runs
+        assert write_video(video, tmp_path / f"b.{ext}").read_bytes() == first
+
+
+def test_contact_sheet_labels_add_a_column_of_text(tmp_path):
+    batch = torch.rand(2, 3, 3, 20, 16, generator=torch.Generator().manual_seed(0))
+    plain = decode_png(write_contact_sheet(batch, tmp_path / "plain.png"))
+    labels = ["ring growing\nmodel 0.98", "x"]
+    labelled = decode_png(write_contact_sheet(batch, tmp_path / "labelled.png", labels=labels))
+    column = labelled.shape[1] - plain.shape[1]
+    assert labelled.shape[0] == plain.shape[0] and column == len("ring growing") * 6 - 1 + 2 * 4
+    assert np.array_equal(labelled[:, column:], plain)  # frames unchanged, to the right of the labels
+    text = (labelled[:, :column] == 0).all(axis=2)
+    assert text[:20].sum() > 50 and 0 < text[22:].sum() < text[:20].sum()  # row 0: two lines, row 1: "x"
+    assert ((labelled[:, :column] == 0) | (labelled[:, :column] == 255)).all()  # black on white
+
+
+def test_contact_sheet_label_errors(tmp_path):
+    with pytest.raises(ShapeError, match="2 labels for 1 rows"):
+        write_contact_sheet(torch.rand(3, 2, 8, 8), tmp_path / "s.png", labels=["a", "b"])
+    path = write_contact_sheet(torch.rand(3, 2, 8, 8), tmp_path / "s.png", labels="one row")
+    assert png_size(path.read_bytes())[0] > 2 * 8 + 2
+
+
+def test_save_outputs_writes_labels_and_run_metadata(tmp_path):
+    from leaps.config import InversionConfig
+
+    meta = V.run_metadata(InversionConfig(seed=11, steps=5), model="toy_r3d")
+    paths = save_outputs(synthetic_clip(3, 16), tmp_path, labels=["clip"], metadata=meta)
+    import json
+
+    run = json.loads(paths["run"].read_text())
+    assert paths["run"] == tmp_path / "leaps_run.json"
+    assert run["seed"] == 11 and run["config"]["steps"] == 5 and run["model"] == "toy_r3d"
+    assert run["torch_version"] == torch.__version__ and run["av_version"] == av.__version__
+    assert png_size(paths["png"].read_bytes())[0] > 3 * 16 + 2 * 2
+    assert "run" not in save_outputs(synthetic_clip(3, 16), tmp_path / "plain")
