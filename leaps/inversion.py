@@ -228,9 +228,10 @@ def _stimulus_features(model: Network, groups, cfg, device) -> list[torch.Tensor
     per_target: list[list[torch.Tensor]] = []
     cache: dict[int, list[torch.Tensor]] = {}
     with FeatureTaps(model.module) as taps:
-        for group in groups:
+        for g, group in enumerate(groups):
             if id(group) not in cache:
-                videos = torch.stack([_load_stimulus(s, cfg.frames, cfg.size) for s in group]).to(device)
+                names = [f"stimulus {g}" if len(group) == 1 else f"stimulus {g}.{j}" for j in range(len(group))]
+                videos = torch.stack([_load_stimulus(s, cfg.frames, cfg.size, n) for s, n in zip(group, names)]).to(device)
                 model.module(model.fit((videos - model.mean) / model.std))
                 cache[id(group)] = [m.mean(0, keepdim=True) for m in taps.channel_means()]
             per_target.append(cache[id(group)])

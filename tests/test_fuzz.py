@@ -34,13 +34,8 @@ RSS_LIMIT_MB = 3000  # the worker's peak memory (torch alone is ~400 MB); a lyin
 READ_FRAMES, READ_SIZE = 4, 16
 
 # Cases that fail because of leaps/models/weights.py (owned elsewhere): case id -> reason.
-KNOWN_WEIGHTS_FAILURES = {
-    "checkpoint-crafted-unsafe-pickle": (
-        "load_weights retries with torch.load(weights_only=False) when the safe loader meets an unsupported "
-        "global, so a checkpoint naming one runs its code (here os.mkdir): it only warns. It should raise "
-        "WeightsError unless the caller says it trusts the file"
-    ),
-}
+#: Cases known to fail, with the reason (each becomes a strict xfail; none at present).
+KNOWN_WEIGHTS_FAILURES: dict[str, str] = {}
 
 
 class SmallNet(nn.Module):
