@@ -6,8 +6,11 @@ Bad input ends with one ``leaps: error: ...`` line and exit status 2, never a tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+import types
+import typing
 from pathlib import Path
 
 from .errors import LeapsError, NonFiniteLossError
@@ -19,49 +22,71 @@ EXIT_BAD_INPUT = 2
 # argument parsing
 # --------------------------------------------------------------------------------------------
 
-def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("optimisation (defaults: Section 4.1 of the paper)")
-    g.add_argument("--steps", type=int, default=2000, help="Adam updates (default 2000)")
-    g.add_argument("--lr", type=float, default=0.2, help="learning rate, cosine-decayed (default 0.2)")
-    g.add_argument("--frames", type=int, default=8, help="frames T of the synthesised video (default 8)")
-    g.add_argument("--size", type=int, default=224, help="height = width of the synthesised video (default 224)")
-    g.add_argument("--batch", type=int, default=1, help="videos per target, optimised together (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    g.add_argument("--model-input", type=int, nargs=2, metavar=("T", "S"), help="override the T x S^2 the model sees")
-    g.add_argument("--verifier-input", type=int, nargs=2, metavar=("T", "S"), help="override the T x S^2 the verifier sees")
-    g.add_argument("--jitter", type=int, help="max random roll in pixels (default: 13%% of --size)")
-    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    g.add_argument("--no-clip", action="store_true", help="do not clip x* to the valid pixel range")
-    g.add_argument("--snapshot-every", type=int, default=0, help="save a contact sheet every K steps")
-    e = p.add_argument_group("engine (speed; results match the plain eager loop up to rounding, or AMP's precision)")
-    e.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
-                   help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
-    e.add_argument("--fast", action="store_true", help="on a GPU: fused losses + CUDA graph + bf16 autocast + deferred loss reads")
-    e.add_argument("--amp", choices=("fp32", "bf16", "fp16"), default=None,
-                   help="autocast (fp16 with loss scaling); fp32 turns off the bf16 that --fast picks on CUDA")
-    e.add_argument("--compile", action="store_true", help="torch.compile the objective")
-    e.add_argument("--cuda-graph", action="store_true", help="capture the whole step as a CUDA graph (CUDA only)")
-    e.add_argument("--checkpoint", action="store_true", help="activation checkpointing of the networks' stages")
-    e.add_argument("--channels-last", action="store_true", help="channels_last_3d networks and x*")
-    e.add_argument("--sync-every", type=int, default=0,
-                   help="read the losses back (and check for NaN) every K steps (default 1, 25 with --fast/--cuda-graph)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+#: Titles of the argument groups that InversionConfig's fields name (leaps.config.OBJECTIVE, ...).
+GROUP_TITLES = {
+    "objective": "objective, eq. (4) (defaults: the model's Table S1 preset)",
+    "optimisation": "optimisation (defaults: Section 4.1 of the paper)",
+    "engine": "engine (speed; results match the plain eager loop up to rounding, or AMP's precision)",
+}
 
 
-def _add_objective_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("objective, eq. (4) (defaults: the model's Table S1 preset)")
-    g.add_argument("--method", choices=("leaps", "deepdream", "am"), default="leaps", help="objective (default leaps)")
-    g.add_argument("--distance", choices=("jvs", "l1", "l2", "cos"), default="jvs", help="priming distance (default jvs)")
-    g.add_argument("--lambda-first", type=float, help="priming weight of the first layer")
-    g.add_argument("--lambda-last", type=float, help="priming weight of the last layer")
-    g.add_argument("--r", type=float, help="regulariser scale r")
-    g.add_argument("--margin", type=float, default=1.0, help="coherence margin delta (default 1)")
-    g.add_argument("--priming-fraction", type=float, default=1.0, help="prime the first fraction of layers (default 1)")
-    g.add_argument("--prior-tv", type=float, default=0.0,
-                   help="add W * total variation of x* to the LEAPS loss (not in the paper; default 0: off)")
-    for term in ("ce", "priming", "coherence", "feat"):
-        g.add_argument(f"--no-{term}", action="store_true", help=f"ablation: drop the {term} term")
+def config_options() -> list[tuple[dataclasses.Field, "CliOption"]]:
+    """``(field, its CliOption)`` for every InversionConfig field that has a flag, in field order."""
+    from .config import InversionConfig
+
+    return [(f, f.metadata["cli"]) for f in dataclasses.fields(InversionConfig) if f.metadata.get("cli") is not None]
+
+
+def option_flag(f: dataclasses.Field, opt) -> str:
+    """The flag of a config field: declared, or ``--name`` (``--no-name`` for a bool that defaults to True)."""
+    if opt.flag:
+        return opt.flag
+    name = f.name.replace("_", "-")
+    return f"--no-{name}" if f.default is True else f"--{name}"
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _argparse_kwargs(f: dataclasses.Field, opt, annotation) -> dict:
+    """add_argument keywords for one config field, derived from its type, default and CliOption."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = [t for t in typing.get_args(annotation) if t is not type(None)] if union else [annotation]
+    kwargs = {"dest": f.name, "default": f.default, "help": opt.help.replace("%", "%%")}
+    if bool in kinds:  # a switch: --x turns a False default on, --no-x a True default off
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
+        return kwargs
+    shown = opt.default_text or (None if f.default is None else _shown(f.default))
+    if shown:
+        kwargs["help"] += f" (default {shown})".replace("%", "%%")
+    kind = kinds[0]
+    if typing.get_origin(kind) is tuple:  # (T, S), (b1, b2): nargs = its length, the elements' type
+        elements = typing.get_args(kind)
+        kwargs.update(nargs=len(elements), type=elements[0])
+    else:
+        kwargs["type"] = kind
+    if opt.choices:
+        kwargs["choices"] = opt.choices
+    if opt.metavar:
+        kwargs["metavar"] = opt.metavar
+    return kwargs
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per InversionConfig field, in the groups its metadata names; returns the groups."""
+    from .config import InversionConfig
+
+    hints = typing.get_type_hints(InversionConfig)
+    groups = {name: p.add_argument_group(title) for name, title in GROUP_TITLES.items()}
+    # group by group, so that the usage line lists the flags in the order of the help
+    for f, opt in sorted(config_options(), key=lambda item: list(GROUP_TITLES).index(item[1].group)):
+        groups[opt.group].add_argument(option_flag(f, opt), **_argparse_kwargs(f, opt, hints[f.name]))
+    return groups
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     vsrc.add_argument("--verifier-weights", help="local checkpoint of the verifier")
     vsrc.add_argument("--verifier-pretrained", action="store_true", help="download the verifier's weights")
     inv.add_argument("--out", required=True, help="output directory")
-    _add_objective_args(inv)
-    _add_optimisation_args(inv)
+    groups = _add_config_args(inv)
+    # run options that are not InversionConfig fields
+    groups["optimisation"].add_argument("--batch", type=int, default=1,
+                                        help="videos per target, optimised together (default 1)")
+    groups["optimisation"].add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
     sub.add_parser("models", help="list the registered models, their input geometry and presets")
 
@@ -116,42 +144,11 @@ def _device(name: str):
 
 
 def _config_from_args(args):
+    """The InversionConfig of the parsed flags (each field's flag stores into the field's name)."""
     from .config import InversionConfig
 
-    return InversionConfig(
-        objective=args.method,
-        frames=args.frames,
-        size=args.size,
-        model_input=tuple(args.model_input) if args.model_input else None,
-        verifier_input=tuple(args.verifier_input) if args.verifier_input else None,
-        steps=args.steps,
-        lr=args.lr,
-        jitter=args.jitter,
-        flip=not args.no_flip,
-        clip=not args.no_clip,
-        lambda_first=args.lambda_first,
-        lambda_last=args.lambda_last,
-        r=args.r,
-        margin=args.margin,
-        distance=args.distance,
-        priming_fraction=args.priming_fraction,
-        prior_tv=args.prior_tv,
-        use_ce=not args.no_ce,
-        use_priming=not args.no_priming,
-        use_coherence=not args.no_coherence,
-        use_feat=not args.no_feat,
-        seed=args.seed,
-        backend=args.backend,
-        fast=args.fast,
-        amp=args.amp,
-        compile=args.compile,
-        cuda_graph=args.cuda_graph,
-        checkpoint=args.checkpoint,
-        channels_last=args.channels_last,
-        sync_every=args.sync_every,
-        snapshot_every=args.snapshot_every,
-        progress=not args.quiet,
-    ).validate()
+    values = {f.name: getattr(args, f.name) for f, _ in config_options()}
+    return InversionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}).validate()
 
 
 def _stimuli_for(args, config, n_targets: int):
