@@ -82,7 +82,7 @@ def resolve_target(
         )
 
     text = target.strip()
-    if text.isdigit():
+    if re.fullmatch(r"[+-]?\d+", text):  # "-1" is an index out of range, not a class name
         return _check_range(int(text), num_classes, text)
     if class_names is None:
         raise UnknownClassError(

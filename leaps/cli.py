@@ -6,11 +6,19 @@ Bad input ends with one ``leaps: error: ...`` line and exit status 2, never a tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+import tempfile
 import time
+import types
+import typing
 from pathlib import Path
 
-from .errors import LeapsError, NonFiniteLossError
+from .errors import LeapsError, NonFiniteLossError, OutputError
+
+if typing.TYPE_CHECKING:
+    from .config import CliOption
 
 EXIT_BAD_INPUT = 2
 
@@ -19,60 +27,99 @@ EXIT_BAD_INPUT = 2
 # argument parsing
 # --------------------------------------------------------------------------------------------
 
-def _add_optimisation_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("optimisation (defaults: Section 4.1 of the paper)")
-    g.add_argument("--steps", type=int, default=2000, help="Adam updates (default 2000)")
-    g.add_argument("--lr", type=float, default=0.2, help="learning rate, cosine-decayed (default 0.2)")
-    g.add_argument("--frames", type=int, default=8, help="frames T of the synthesised video (default 8)")
-    g.add_argument("--size", type=int, default=224, help="height = width of the synthesised video (default 224)")
-    g.add_argument("--batch", type=int, default=1, help="videos per target, optimised together (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    g.add_argument("--model-input", type=int, nargs=2, metavar=("T", "S"), help="override the T x S^2 the model sees")
-    g.add_argument("--verifier-input", type=int, nargs=2, metavar=("T", "S"), help="override the T x S^2 the verifier sees")
-    g.add_argument("--jitter", type=int, help="max random roll in pixels (default: 13%% of --size)")
-    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    g.add_argument("--no-clip", action="store_true", help="do not clip x* to the valid pixel range")
-    g.add_argument("--snapshot-every", type=int, default=0, help="save a contact sheet every K steps")
-    e = p.add_argument_group("engine (speed; results match the plain eager loop up to rounding, or AMP's precision)")
-    e.add_argument("--backend", choices=("auto", "reference", "triton", "cuda"), default="auto",
-                   help="LEAPS loss kernels: fused cuda/triton on GPU, plain torch on CPU (default auto)")
-    e.add_argument("--fast", action="store_true", help="on a GPU: fused losses + CUDA graph + bf16 autocast + deferred loss reads")
-    e.add_argument("--amp", choices=("fp32", "bf16", "fp16"), default=None,
-                   help="autocast (fp16 with loss scaling); fp32 turns off the bf16 that --fast picks on CUDA")
-    e.add_argument("--compile", action="store_true", help="torch.compile the objective")
-    e.add_argument("--cuda-graph", action="store_true", help="capture the whole step as a CUDA graph (CUDA only)")
-    e.add_argument("--checkpoint", action="store_true", help="activation checkpointing of the networks' stages")
-    e.add_argument("--channels-last", action="store_true", help="channels_last_3d networks and x*")
-    e.add_argument("--sync-every", type=int, default=0,
-                   help="read the losses back (and check for NaN) every K steps (default 1, 25 with --fast/--cuda-graph)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+#: Titles of the argument groups that InversionConfig's fields name (leaps.config.OBJECTIVE, ...).
+GROUP_TITLES = {
+    "objective": "objective, eq. (4) (defaults: the model's Table S1 preset)",
+    "optimisation": "optimisation (defaults: Section 4.1 of the paper)",
+    "engine": "engine (speed; results match the plain eager loop up to rounding, or AMP's precision)",
+}
 
 
-def _add_objective_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("objective, eq. (4) (defaults: the model's Table S1 preset)")
-    g.add_argument("--method", choices=("leaps", "deepdream", "am"), default="leaps", help="objective (default leaps)")
-    g.add_argument("--distance", choices=("jvs", "l1", "l2", "cos"), default="jvs", help="priming distance (default jvs)")
-    g.add_argument("--lambda-first", type=float, help="priming weight of the first layer")
-    g.add_argument("--lambda-last", type=float, help="priming weight of the last layer")
-    g.add_argument("--r", type=float, help="regulariser scale r")
-    g.add_argument("--margin", type=float, default=1.0, help="coherence margin delta (default 1)")
-    g.add_argument("--priming-fraction", type=float, default=1.0, help="prime the first fraction of layers (default 1)")
-    g.add_argument("--prior-tv", type=float, default=0.0,
-                   help="add W * total variation of x* to the LEAPS loss (not in the paper; default 0: off)")
-    for term in ("ce", "priming", "coherence", "feat"):
-        g.add_argument(f"--no-{term}", action="store_true", help=f"ablation: drop the {term} term")
+def config_options() -> list[tuple[dataclasses.Field, CliOption]]:
+    """``(field, its CliOption)`` for every InversionConfig field that has a flag, in field order."""
+    from .config import InversionConfig
+
+    return [(f, f.metadata["cli"]) for f in dataclasses.fields(InversionConfig) if f.metadata.get("cli") is not None]
+
+
+def option_flag(f: dataclasses.Field, opt) -> str:
+    """The flag of a config field: declared, or ``--name`` (``--no-name`` for a bool that defaults to True)."""
+    if opt.flag:
+        return opt.flag
+    name = f.name.replace("_", "-")
+    return f"--no-{name}" if f.default is True else f"--{name}"
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _argparse_kwargs(f: dataclasses.Field, opt, annotation) -> dict:
+    """add_argument keywords for one config field, derived from its type, default and CliOption."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = [t for t in typing.get_args(annotation) if t is not type(None)] if union else [annotation]
+    kwargs = {"dest": f.name, "default": f.default, "help": opt.help.replace("%", "%%")}
+    if bool in kinds:  # a switch: --x turns a False default on, --no-x a True default off
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
+        return kwargs
+    shown = opt.default_text or (None if f.default is None else _shown(f.default))
+    if shown:
+        kwargs["help"] += f" (default {shown})".replace("%", "%%")
+    kind = kinds[0]
+    if typing.get_origin(kind) is tuple:  # (T, S), (b1, b2): nargs = its length, the elements' type
+        elements = typing.get_args(kind)
+        kwargs.update(nargs=len(elements), type=elements[0])
+    else:
+        kwargs["type"] = kind
+    if opt.choices:
+        kwargs["choices"] = opt.choices
+    if opt.metavar:
+        kwargs["metavar"] = opt.metavar
+    return kwargs
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per InversionConfig field, in the groups its metadata names; returns the groups."""
+    from .config import InversionConfig
+
+    hints = typing.get_type_hints(InversionConfig)
+    groups = {name: p.add_argument_group(title) for name, title in GROUP_TITLES.items()}
+    # group by group, so that the usage line lists the flags in the order of the help
+    for f, opt in sorted(config_options(), key=lambda item: list(GROUP_TITLES).index(item[1].group)):
+        groups[opt.group].add_argument(option_flag(f, opt), **_argparse_kwargs(f, opt, hints[f.name]))
+    return groups
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose every complaint is one ``leaps: error: ...`` line and exit status 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class UsageError(LeapsError):
+    """A flag is missing or has a value argparse cannot read."""
+
+
+_PRETRAINED_HELP = "published weights (downloaded; the toy models' ship with leaps)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leaps", description="Space-time model inversion (LEAPS, ICCV 2023).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="leaps", description="Space-time model inversion (LEAPS, ICCV 2023).")
+    sub = parser.add_subparsers(dest="command", required=True)  # subparsers are _Parser too
 
     inv = sub.add_parser("invert", help="synthesise videos of a class from a video model")
     inv.add_argument("--model", required=True, help="registered model name (see `leaps models`)")
     src = inv.add_mutually_exclusive_group()
     src.add_argument("--weights", help="local checkpoint of the model (.pyth, .pth, state_dict)")
-    src.add_argument("--pretrained", action="store_true", help="download the published weights (needs network)")
+    src.add_argument("--pretrained", action="store_true", help=_PRETRAINED_HELP)
+    src.add_argument("--random-weights", action="store_true",
+                     help="invert the randomly initialised network (for tests; without a weights flag the toy "
+                          "models load their shipped weights, other models stop with an error)")
     inv.add_argument("--num-classes", type=int, default=400, help="classes of the checkpoint (default 400)")
     inv.add_argument("--target", required=True, action="append", help="class name or index; repeat for a batch")
     inv.add_argument("--stimulus", action="append", help="stimulus video of the target; repeat: one per --target, "
@@ -80,10 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--verifier", help="verifier model name for R_feat (e.g. x3d_s); omit to drop R_feat")
     vsrc = inv.add_mutually_exclusive_group()
     vsrc.add_argument("--verifier-weights", help="local checkpoint of the verifier")
-    vsrc.add_argument("--verifier-pretrained", action="store_true", help="download the verifier's weights")
+    vsrc.add_argument("--verifier-pretrained", action="store_true", help="the verifier's " + _PRETRAINED_HELP)
+    vsrc.add_argument("--verifier-random-weights", action="store_true", help="a randomly initialised verifier")
+    inv.add_argument("--trust-weights", action="store_true",
+                     help="let --weights / --verifier-weights unpickle more than tensors: this can run code from "
+                          "the file, only use it for checkpoints from sources you trust")
     inv.add_argument("--out", required=True, help="output directory")
-    _add_objective_args(inv)
-    _add_optimisation_args(inv)
+    groups = _add_config_args(inv)
+    # run options that are not InversionConfig fields
+    groups["optimisation"].add_argument("--batch", type=int, default=1,
+                                        help="videos per target, optimised together (default 1)")
+    groups["optimisation"].add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
 
     sub.add_parser("models", help="list the registered models, their input geometry and presets")
 
@@ -98,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------
-# commands
+# checks before anything is built or written
 # --------------------------------------------------------------------------------------------
 
 def _device(name: str):
@@ -116,42 +170,56 @@ def _device(name: str):
 
 
 def _config_from_args(args):
+    """The InversionConfig of the parsed flags (each field's flag stores into the field's name)."""
     from .config import InversionConfig
 
-    return InversionConfig(
-        objective=args.method,
-        frames=args.frames,
-        size=args.size,
-        model_input=tuple(args.model_input) if args.model_input else None,
-        verifier_input=tuple(args.verifier_input) if args.verifier_input else None,
-        steps=args.steps,
-        lr=args.lr,
-        jitter=args.jitter,
-        flip=not args.no_flip,
-        clip=not args.no_clip,
-        lambda_first=args.lambda_first,
-        lambda_last=args.lambda_last,
-        r=args.r,
-        margin=args.margin,
-        distance=args.distance,
-        priming_fraction=args.priming_fraction,
-        prior_tv=args.prior_tv,
-        use_ce=not args.no_ce,
-        use_priming=not args.no_priming,
-        use_coherence=not args.no_coherence,
-        use_feat=not args.no_feat,
-        seed=args.seed,
-        backend=args.backend,
-        fast=args.fast,
-        amp=args.amp,
-        compile=args.compile,
-        cuda_graph=args.cuda_graph,
-        checkpoint=args.checkpoint,
-        channels_last=args.channels_last,
-        sync_every=args.sync_every,
-        snapshot_every=args.snapshot_every,
-        progress=not args.quiet,
-    ).validate()
+    values = {f.name: getattr(args, f.name) for f, _ in config_options()}
+    return InversionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}).validate()
+
+
+@dataclasses.dataclass
+class _WeightsChoice:
+    """How one network gets its weights: build_model's keywords, and a warning to print for random ones."""
+
+    weights: str | None
+    pretrained: bool
+    warning: str | None = None
+
+
+def _weights_choice(spec, weights, pretrained: bool, random_weights: bool, prefix: str = "") -> _WeightsChoice:
+    """Random weights only when asked for: a random network's inversion shows nothing learned.
+
+    Without a weights flag, models whose weights ship with leaps (the toy models) load them;
+    any other model is an error naming the three flags.
+    """
+    if weights is not None or pretrained:
+        return _WeightsChoice(weights, pretrained)
+    if random_weights:
+        role = "verifier " if prefix else ""
+        return _WeightsChoice(None, False, f"{role}{spec.name} has random weights (--{prefix}random-weights): "
+                                            "the result shows an untrained network, not what a model learned")
+    if spec.ships_weights:
+        return _WeightsChoice(None, True)
+    role = "the verifier " if prefix else ""
+    raise LeapsError(f"no weights given for {role}{spec.name}: pass --{prefix}weights PATH, --{prefix}pretrained "
+                     f"or --{prefix}random-weights")
+
+
+def _check_output_dir(out: Path) -> None:
+    """Create ``out`` and write and remove a probe file, so a bad --out fails before minutes of work."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".leaps-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+
+
+def _warn(message: str) -> None:
+    print(f"leaps: warning: {message}", file=sys.stderr)
 
 
 def _stimuli_for(args, config, n_targets: int):
@@ -176,22 +244,49 @@ def cmd_invert(args) -> int:
     from . import inversion
     from .models import build_model, get_spec
 
+    # every option first: nothing is built or written before they are all valid
     config = _config_from_args(args)
+    if args.batch < 1:
+        raise LeapsError(f"--batch must be at least 1, got {args.batch}")
     spec = get_spec(args.model)
-    verifier_spec = get_spec(args.verifier) if args.verifier else None
+    model_source = _weights_choice(spec, args.weights, args.pretrained, args.random_weights)
+    verifier_spec = verifier_source = None
+    if args.verifier:
+        verifier_spec = get_spec(args.verifier)
+        verifier_source = _weights_choice(verifier_spec, args.verifier_weights, args.verifier_pretrained,
+                                          args.verifier_random_weights, prefix="verifier-")
+    elif args.verifier_weights or args.verifier_pretrained or args.verifier_random_weights:
+        raise LeapsError("--verifier-weights / --verifier-pretrained / --verifier-random-weights need --verifier NAME")
+    device = _device(args.device)
     targets = [t for t in args.target for _ in range(args.batch)]
     stimuli = _stimuli_for(args, config, len(args.target))
     if isinstance(stimuli, list) and len(args.target) > 1:
         stimuli = [s for s in stimuli for _ in range(args.batch)]
-    device = _device(args.device)
+    out = Path(args.out)
+    _check_output_dir(out)  # before minutes of building and optimising
 
-    model = build_model(spec, weights=args.weights, pretrained=args.pretrained, num_classes=args.num_classes).to(device)
-    verifier = None
-    if verifier_spec is not None:
-        verifier = build_model(verifier_spec, weights=args.verifier_weights, pretrained=args.verifier_pretrained,
-                               num_classes=args.num_classes).to(device)
-    return _run(lambda: inversion.invert(model, targets, stimuli, verifier, config, spec=spec, verifier_spec=verifier_spec),
-                Path(args.out))
+    def build(spec, source):
+        if source.warning:
+            _warn(source.warning)
+        return build_model(spec, weights=source.weights, pretrained=source.pretrained, num_classes=args.num_classes,
+                           trust_weights=args.trust_weights).to(device)
+
+    model = build(spec, model_source)
+    verifier = build(verifier_spec, verifier_source) if verifier_spec is not None else None
+    return _run(lambda: inversion.invert(model, targets, stimuli, verifier, config, spec=spec,
+                                         verifier_spec=verifier_spec), out)
+
+
+def _save(save_to, out: Path) -> tuple[dict, str | None]:
+    """``(save_to(out), None)``; if writing to ``out`` fails, save to a fresh temp dir instead and return
+    ``(its paths, a message saying where the result went)``: minutes of optimisation are never dropped."""
+    from .errors import VideoError
+
+    try:
+        return save_to(out), None
+    except (VideoError, OSError) as exc:
+        rescue = Path(tempfile.mkdtemp(prefix="leaps-rescue-"))
+        return save_to(rescue), f"cannot save to {out} ({exc}); saved the result to {rescue} instead"
 
 
 def _run(invert_fn, out: Path) -> int:
@@ -202,20 +297,26 @@ def _run(invert_fn, out: Path) -> int:
     try:
         result = invert_fn()
     except NonFiniteLossError as err:
-        if err.last_finite is not None:
-            paths = save_outputs(err.last_finite, out, stem="last_finite")
+        last_finite = err.last_finite
+        if last_finite is not None:
+            paths, problem = _save(lambda where: save_outputs(last_finite, where, stem="last_finite"), out)
             print(f"kept the last finite video: {paths['mp4']}", file=sys.stderr)
+            if problem:
+                _warn(problem)
         raise
     seconds = time.perf_counter() - start
-    paths = result.save(out)
     steps = len(result.history["loss"])
-    print(f"{steps} steps in {seconds:.1f} s ({seconds / steps:.3f} s/step); final loss {result.history['loss'][-1]:.4f}")
+    print(f"{steps} steps in {seconds:.1f} s ({seconds / steps:.3f} s/step); "
+          f"final loss {result.history['loss'][-1]:.4f}")
     print(f"top-1 of the inverted model: {100 * result.top1('model'):.1f}%")
     if result.verifier_probs is not None:
         print(f"top-1 of the verifier:       {100 * result.top1('verifier'):.1f}%")
+    paths, problem = _save(result.save, out)
     for key in ("mp4", "gif", "png", "history"):
         if key in paths:
             print(f"wrote {paths[key]}")
+    if problem:
+        raise OutputError(problem)
     return 0
 
 
@@ -235,9 +336,17 @@ def cmd_models(_args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .classes import resolve_target
+    from .demo import demo_config, run_demo
+    from .toy.data import TOY_CLASSES
 
-    return run_demo(Path(args.out), steps=args.steps, device=_device(args.device), progress=not args.quiet, run=_run,
+    # run_demo writes its stimuli first: every option is checked before it is called
+    demo_config(args.steps, progress=not args.quiet, seed=args.seed).validate()
+    resolve_target(args.target, class_names=TOY_CLASSES)
+    device = _device(args.device)
+    out = Path(args.out)
+    _check_output_dir(out)
+    return run_demo(out, steps=args.steps, device=device, progress=not args.quiet, run=_run,
                     target=args.target, seed=args.seed)
 
 
@@ -245,11 +354,12 @@ COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except LeapsError as err:
-        print(f"leaps: error: {err}", file=sys.stderr)
+        # one line, whatever the message holds (an encoder's or a checkpoint's multi-line text)
+        print("leaps: error: " + " ".join(str(err).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("leaps: interrupted", file=sys.stderr)

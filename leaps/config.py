@@ -1,13 +1,48 @@
-"""Settings of one inversion run (Section 4.1 defaults; DeepInversion practice where the paper is silent)."""
+"""Settings of one inversion run (Section 4.1 defaults; DeepInversion practice where the paper is silent).
+
+Each field also says how ``leaps invert`` exposes it (``field.metadata["cli"]``, see :func:`option`):
+the command line builds its flags and the config from these declarations, so an option is declared
+once, here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, check_choice
 from .errors import LeapsError
+
+#: Argument groups of ``leaps invert`` the fields belong to (titles in :mod:`leaps.cli`).
+OBJECTIVE, OPTIMISATION, ENGINE = "objective", "optimisation", "engine"
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """How one config field appears on the command line.
+
+    ``flag`` defaults to ``--field-name`` (``--no-field-name`` for a bool that defaults to True,
+    which the flag turns off); ``default_text`` replaces the default shown in the help;
+    ``choices`` limit the values; ``metavar`` names the values of a tuple field (one per element).
+    """
+
+    help: str
+    group: str
+    flag: str | None = None
+    choices: tuple | None = None
+    metavar: tuple[str, ...] | str | None = None
+    default_text: str | None = None
+
+
+def option(default, help: str, group: str, **cli) -> dataclasses.Field:
+    """A config field with a ``leaps invert`` flag (see :class:`CliOption`)."""
+    return field(default=default, metadata={"cli": CliOption(help, group, **cli)})
+
+
+def no_option(default, why: str) -> dataclasses.Field:
+    """A config field deliberately without a flag; ``why`` says where its value comes from instead."""
+    return field(default=default, metadata={"cli": None, "no_cli_reason": why})
 
 
 @dataclass
@@ -21,52 +56,67 @@ class InversionConfig:
     """
 
     # what is optimised
-    objective: str = "leaps"          # "leaps" | "deepdream" (CE + TV + l2) | "am" (logit ascent)
-    frames: int = 8                   # T of x*
-    size: int = 224                   # H = W of x*
-    model_input: tuple[int, int] | None = None     # (T, S) the inverted model sees; None: its spec
-    verifier_input: tuple[int, int] | None = None  # (T, S) the verifier sees; None: its spec
+    objective: str = option("leaps", "objective: LEAPS, or a baseline of Section 4.2 (deepdream: CE + TV + l2; "
+                            "am: logit ascent)", OBJECTIVE, flag="--method", choices=OBJECTIVES)
+    frames: int = option(8, "frames T of the synthesised video", OPTIMISATION)
+    size: int = option(224, "height = width of the synthesised video", OPTIMISATION)
+    model_input: tuple[int, int] | None = option(None, "override the T x S^2 the model sees (default: its spec)",
+                                                 OPTIMISATION, metavar=("T", "S"))
+    verifier_input: tuple[int, int] | None = option(None, "override the T x S^2 the verifier sees (default: its spec)",
+                                                    OPTIMISATION, metavar=("T", "S"))
     # optimiser
-    steps: int = 2000
-    lr: float = 0.2
-    betas: tuple[float, float] = (0.5, 0.9)
-    lr_schedule: str = "cosine"       # "cosine" | "constant"
-    warmup_steps: int = 0             # linear lr warm-up before the cosine decay
-    init_scale: float = 1.0           # x* ~ N(0, init_scale^2) in normalised space
+    steps: int = option(2000, "Adam updates", OPTIMISATION)
+    lr: float = option(0.2, "learning rate of Adam", OPTIMISATION)
+    betas: tuple[float, float] = option((0.5, 0.9), "Adam's betas, as in DeepInversion", OPTIMISATION,
+                                        metavar=("B1", "B2"), default_text="0.5 0.9")
+    lr_schedule: str = option("cosine", "learning-rate schedule after the warm-up", OPTIMISATION, choices=LR_SCHEDULES)
+    warmup_steps: int = option(0, "steps of linear lr warm-up before the schedule", OPTIMISATION)
+    init_scale: float = option(1.0, "x* starts as N(0, init_scale^2) noise in normalised space", OPTIMISATION)
     # DeepInversion-style augmentation and clipping
-    jitter: int | None = None         # max random roll in pixels; None: about 13% of size
-    flip: bool = True                 # random horizontal flip of x* each step
-    clip: bool = True                 # clip x* to the valid [0, 1] pixel range after each step
+    jitter: int | None = option(None, "max random roll in pixels", OPTIMISATION, default_text="13% of --size")
+    flip: bool = option(True, "no random horizontal flips of x*", OPTIMISATION)
+    clip: bool = option(True, "do not clip x* to the valid [0, 1] pixel range after each step", OPTIMISATION)
     # the LEAPS objective, eq. (4)
-    lambda_first: float | None = None  # priming weight of the first layer (Table S1)
-    lambda_last: float | None = None   # priming weight of the last layer
-    r: float | None = None             # regulariser scale
-    margin: float = 1.0                # delta of eq. (2)
-    distance: str = "jvs"              # "jvs" | "l1" | "l2" | "cos" (Table 2)
-    priming_fraction: float = 1.0      # first floor(f L) layers are primed (Table S2)
-    use_ce: bool = True                # Table 3 ablations: each term on or off
-    use_priming: bool = True
-    use_coherence: bool = True
-    use_feat: bool = True
-    token_grid: tuple[int, int] | None = None  # (T', H'W') of the last layer's tokens, transformers
+    lambda_first: float | None = option(None, "priming weight of the first layer, Table S1", OBJECTIVE)
+    lambda_last: float | None = option(None, "priming weight of the last layer; the layers between are "
+                                       "interpolated", OBJECTIVE)
+    r: float | None = option(None, "regulariser scale r", OBJECTIVE)
+    margin: float = option(1.0, "coherence margin delta of eq. (2)", OBJECTIVE)
+    distance: str = option("jvs", "priming distance d of eq. (1), Table 2", OBJECTIVE, choices=DISTANCES)
+    priming_fraction: float = option(1.0, "prime the first floor(f L) layers, Table S2", OBJECTIVE)
+    # Table 3 ablations: each term on or off
+    use_ce: bool = option(True, "ablation: drop the ce term", OBJECTIVE, flag="--no-ce")
+    use_priming: bool = option(True, "ablation: drop the priming term", OBJECTIVE, flag="--no-priming")
+    use_coherence: bool = option(True, "ablation: drop the coherence term", OBJECTIVE, flag="--no-coherence")
+    use_feat: bool = option(True, "ablation: drop the feat term", OBJECTIVE, flag="--no-feat")
+    token_grid: tuple[int, int] | None = no_option(
+        None, "(T', H'W') of the last layer's tokens, transformers: leaps invert takes registered models, "
+              "whose spec computes it")
     # optional image prior, NOT part of eq. (4): 0 keeps the paper's objective
-    prior_tv: float = 0.0              # adds prior_tv * TV(x*) (leaps.losses.total_variation) to the LEAPS loss
+    prior_tv: float = option(0.0, "add W * total variation of x* (leaps.losses.total_variation) to the LEAPS loss; "
+                             "not in the paper", OBJECTIVE, default_text="0: off")
     # baselines (Section 4.2)
-    tv_weight: float = 0.1             # DeepDream total variation weight
-    l2_weight: float = 0.01            # DeepDream / AM weight of mean(x^2)
+    tv_weight: float = option(0.1, "--method deepdream: weight of the total variation of x*", OBJECTIVE)
+    l2_weight: float = option(0.01, "--method deepdream / am: weight of mean(x^2)", OBJECTIVE)
     # engine
-    backend: str = "auto"              # loss kernels: "auto" | "reference" | "triton" | "cuda" (leaps.ops)
-    amp: str | None = None             # autocast: None (fp32/TF32; bf16 under fast) | "fp32" | "bf16" | "fp16" (loss scaling)
-    compile: bool | str = False        # torch.compile the objective (forward, losses); a str names the backend
-    cuda_graph: bool = False           # capture the whole step (fwd, bwd, Adam, augmentation) and replay it
-    checkpoint: bool = False           # activation checkpointing of the networks' stages
-    channels_last: bool = False        # channels_last_3d networks and x*
-    fast: bool = False                 # on CUDA: fused losses + CUDA graph + bf16 autocast + deferred reads (leaps.engine)
-    sync_every: int = 0                # read losses back to the host every k steps (0: 1 eager, 25 fast engine)
+    backend: str = option("auto", "LEAPS loss kernels (leaps.ops): fused cuda/triton on GPU, plain torch on CPU",
+                          ENGINE, choices=BACKENDS)
+    amp: str | None = option(None, "autocast (fp16 with loss scaling); fp32 turns off the bf16 that --fast picks "
+                             "on CUDA", ENGINE, choices=tuple(m for m in AMP_MODES if m is not None))
+    compile: bool | str = option(False, "torch.compile the objective (forward, losses); the API also takes a "
+                                 "backend name", ENGINE)
+    cuda_graph: bool = option(False, "capture the whole step (fwd, bwd, Adam, augmentation) as a CUDA graph "
+                              "(CUDA only)", ENGINE)
+    checkpoint: bool = option(False, "activation checkpointing of the networks' stages", ENGINE)
+    channels_last: bool = option(False, "channels_last_3d networks and x*", ENGINE)
+    fast: bool = option(False, "on a GPU: fused losses + CUDA graph + bf16 autocast + deferred loss reads "
+                        "(leaps.engine)", ENGINE)
+    sync_every: int = option(0, "read the losses back (and check for NaN) every K steps", ENGINE,
+                             default_text="1, 25 with --fast/--cuda-graph")
     # bookkeeping
-    seed: int | None = 0
-    snapshot_every: int = 0            # keep a copy of the video every k steps (0: never)
-    progress: bool = True              # tqdm progress bar
+    seed: int | None = option(0, "random seed", OPTIMISATION)
+    snapshot_every: int = option(0, "save a contact sheet every K steps", OPTIMISATION, default_text="0: never")
+    progress: bool = option(True, "no progress bar", OPTIMISATION, flag="--quiet")
 
     def replace(self, **changes) -> "InversionConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

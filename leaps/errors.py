@@ -50,3 +50,7 @@ class NonFiniteLossError(LeapsError):
         self.step = step
         self.last_finite = last_finite
         self.history = history
+
+
+class OutputError(LeapsError):
+    """The output directory cannot be created or written."""

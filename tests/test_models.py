@@ -290,6 +290,31 @@ def test_pretrained_any_hub_failure_becomes_weights_error():
         build_model(spec, pretrained=True)
 
 
+@pytest.mark.parametrize("error", [ConnectionResetError("reset by peer"), TimeoutError("timed out"),
+                                   urllib.error.HTTPError("https://x", 503, "Service Unavailable", {}, None)])
+def test_pretrained_network_errors_are_download_problems(error):
+    def hub(num_classes):
+        raise error
+
+    spec = dataclasses.replace(get_spec("x3d_xs"), hub=hub)
+    with pytest.raises(WeightsError, match="cannot download pretrained weights for x3d_xs .*no network"):
+        build_model(spec, pretrained=True)
+
+
+@pytest.mark.parametrize("error", [TypeError("hub() got an unexpected keyword"), RuntimeError("invalid hash value"),
+                                   PermissionError(13, "Permission denied")])
+def test_pretrained_other_failures_keep_their_type_and_message(error):
+    def hub(num_classes):
+        raise error
+
+    spec = dataclasses.replace(get_spec("x3d_xs"), hub=hub)
+    with pytest.raises(WeightsError) as info:
+        build_model(spec, pretrained=True)
+    message = str(info.value)
+    assert f"cannot load the pretrained weights of x3d_xs: {type(error).__name__}: {error}" in message
+    assert "download" not in message and "no network" not in message
+
+
 def test_pretrained_without_hub_weights():
     with pytest.raises(WeightsError, match="no pretrained weights are published for csn_r50"):
         build_model("csn_r50", pretrained=True)
@@ -298,6 +323,28 @@ def test_pretrained_without_hub_weights():
 def test_pretrained_needs_400_classes():
     with pytest.raises(WeightsError, match="400 classes"):
         build_model("x3d_xs", pretrained=True, num_classes=NUM_CLASSES)
+
+
+def test_weights_directory_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(WeightsError, match="is a directory, not a checkpoint file"):
+        build_model("x3d_xs", weights=tmp_path)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_trust_weights_is_passed_to_load_weights(tmp_path, monkeypatch, trust):
+    import leaps.models.registry as registry
+
+    calls, real = [], registry.load_weights
+    monkeypatch.setattr(registry, "load_weights", lambda model, path, **kw: calls.append(kw) or real(model, path))
+    path = tmp_path / "w.pth"
+    torch.save(_fresh(0).state_dict(), path)
+    build_model("x3d_xs", weights=path, num_classes=NUM_CLASSES, trust_weights=trust)
+    assert calls == [{"trust_weights": True} if trust else {}]
+
+
+def test_only_the_toy_models_ship_weights():
+    assert {s.name for s in list_models() if s.ships_weights} == {
+        "toy_r3d", "toy_x3d", "toy_r2plus1d", "toy_r3d_robust"}
 
 
 def test_weights_and_pretrained_are_exclusive(tmp_path):

@@ -238,3 +238,17 @@ def test_robust_name_refuses_a_standard_checkpoint(monkeypatch):
     monkeypatch.setattr(toy_zoo, "shipped_path", lambda net, robust=False: shipped_path(net))  # the standard file
     with pytest.raises(leaps.errors.WeightsError, match="not trained adversarially"):
         build_model("toy_r3d_robust", pretrained=True)
+
+
+def test_shipped_path_through_a_namespace_path(monkeypatch):
+    # a package found through a namespace path is a MultiplexedPath, whose joinpath takes one name (Python 3.11)
+    from importlib.resources.readers import MultiplexedPath
+
+    import leaps.toy.checkpoint as checkpoint
+
+    root = Path(leaps.__file__).parent
+    monkeypatch.setattr(checkpoint.resources, "files", lambda package: MultiplexedPath(root))
+    path = shipped_path("r3d")
+    assert Path(str(path)) == root / "data" / "toy_r3d.pt"
+    state, meta = read_checkpoint(path)
+    assert meta["net"] == "r3d" and state

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import http.client
 import os
+import socket
+import urllib.error
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -19,6 +22,9 @@ from leaps.models.weights import load_weights
 
 #: Number of classes of every pretrained (hub) checkpoint: all are Kinetics-400 models.
 HUB_NUM_CLASSES = 400
+#: What a failed download raises (urllib inside torch.hub): no route, DNS, refused, timeout, HTTP status.
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror, socket.timeout,
+                  http.client.HTTPException)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     preset: Preset
     builder: Callable[[int], nn.Module]  #: builder(num_classes) -> randomly initialised model
-    hub: Callable[[int], nn.Module] | None  #: downloads pretrained weights (pretrained=True)
+    hub: Callable[[int], nn.Module] | None  #: loads the published weights (pretrained=True)
     #: For transformers whose LAST LayerNorm sees B x N x C tokens: maps the model input
     #: (T, H, W) to (T', H'*W') of those tokens; leading extra tokens (class token) are
     #: N - T'*H'*W'. None for CNNs and for models whose last norm input is B x T' x H' x W' x C.
@@ -61,6 +67,9 @@ class ModelSpec:
     #: Class names, index = class, for models not trained on Kinetics-400 (``leaps.invert``
     #: resolves target names with them); None: Kinetics-400 names for 400-class models.
     class_names: tuple[str, ...] | None = None
+    #: True when ``hub`` loads weights shipped inside the package (no network): the CLI loads
+    #: them when no weights are given instead of inverting a randomly initialised network.
+    ships_weights: bool = False
 
     @property
     def input_geometry(self) -> tuple[int, int, int]:
@@ -119,18 +128,22 @@ def build_model(
     weights: Union[str, os.PathLike, None] = None,
     pretrained: bool = False,
     num_classes: int = HUB_NUM_CLASSES,
+    trust_weights: bool = False,
 ) -> nn.Module:
     """Build a registered model, frozen (``requires_grad=False``) and in ``eval()`` mode.
 
-    ``weights`` is a local checkpoint file (see :func:`leaps.models.weights.load_weights`);
-    ``pretrained=True`` downloads the published Kinetics-400 weights instead. Without either the
-    model is randomly initialised (useful for tests only).
+    ``weights`` is a local checkpoint file (see :func:`leaps.models.weights.load_weights`;
+    ``trust_weights=True`` lets it unpickle more than tensors, which can run code from the file);
+    ``pretrained=True`` loads the published weights instead (downloaded; the toy models' ship
+    with leaps). Without either the model is randomly initialised (useful for tests only).
     """
     spec = name_or_spec if isinstance(name_or_spec, ModelSpec) else get_spec(name_or_spec)
     if weights is not None and pretrained:
         raise WeightsError("give either a weights file or pretrained=True (--pretrained), not both")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise LeapsError(f"num_classes must be a positive integer, not {num_classes!r}")
+    if weights is not None and os.path.isdir(weights):
+        raise WeightsError(f"weights path {os.fspath(weights)} is a directory, not a checkpoint file")
     if weights is not None and not os.path.isfile(weights):
         # Checked before building: some builders take seconds.
         raise WeightsError(f"weights file not found: {os.fspath(weights)}")
@@ -140,7 +153,8 @@ def build_model(
     else:
         model = spec.builder(num_classes)
         if weights is not None:
-            load_weights(model, weights)
+            # only passed when asked for: load_weights of older leaps versions has no such keyword
+            load_weights(model, weights, **({"trust_weights": True} if trust_weights else {}))
     model.eval()
     model.requires_grad_(False)
     # What leaps.invert needs to know about the model travels with it.
@@ -168,10 +182,14 @@ def _from_hub(spec: ModelSpec, num_classes: int) -> nn.Module:
         return spec.hub(num_classes)
     except LeapsError:
         raise  # already actionable (e.g. a missing optional dependency)
-    except Exception as exc:  # noqa: BLE001 - offline shows up as URLError, OSError, HTTPError, ...
+    except NETWORK_ERRORS as exc:
         where = f" from {spec.url}" if spec.url else ""
         raise WeightsError(
             f"cannot download pretrained weights for {spec.name}{where} (no network?): "
             f"{type(exc).__name__}: {exc}. Download the checkpoint elsewhere and pass "
             f"weights=PATH / --weights PATH"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a corrupt cached file, a full disk, a bug: say what it was
+        raise WeightsError(
+            f"cannot load the pretrained weights of {spec.name}: {type(exc).__name__}: {exc}"
         ) from exc

@@ -77,6 +77,7 @@ def _spec(net: str, title: str, preset: Preset, robust: bool = False) -> ModelSp
         hub=partial(_load_shipped, net, robust),
         notes=_NOTES.format(net=net) + (_ROBUST_NOTES if robust else ""),
         class_names=tuple(TOY_CLASSES),
+        ships_weights=True,
     )
 
 

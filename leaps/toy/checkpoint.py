@@ -27,7 +27,8 @@ def checkpoint_name(net: str, robust: bool = False) -> str:
 
 def shipped_path(net: str, robust: bool = False):
     """The shipped checkpoint of ``net`` inside the installed package (a Traversable)."""
-    return resources.files("leaps").joinpath("data", checkpoint_name(net, robust))
+    # one name per step: joinpath of Python 3.11's MultiplexedPath (a namespace path) takes one
+    return resources.files("leaps") / "data" / checkpoint_name(net, robust)
 
 
 def save_checkpoint(model: nn.Module, meta: dict, path) -> Path:
