@@ -339,7 +339,7 @@ def test_trust_weights_is_passed_to_load_weights(tmp_path, monkeypatch, trust):
     path = tmp_path / "w.pth"
     torch.save(_fresh(0).state_dict(), path)
     build_model("x3d_xs", weights=path, num_classes=NUM_CLASSES, trust_weights=trust)
-    assert calls == [{"trust_weights": True} if trust else {}]
+    assert calls == [{"trust_weights": trust}]
 
 
 def test_only_the_toy_models_ship_weights():

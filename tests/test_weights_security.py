@@ -146,3 +146,5 @@ def test_pytorchvideo_pretrained_goes_through_the_safe_loader(tmp_path, monkeypa
     with pytest.raises(UntrustedWeightsError):
         build_model("x3d_xs", pretrained=True)
     assert not marker.exists()
+    build_model("x3d_xs", pretrained=True, trust_weights=True)  # the opt-in reaches the hub's loader
+    assert marker.exists()

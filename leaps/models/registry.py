@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import http.client
 import os
 import socket
@@ -149,12 +150,12 @@ def build_model(
         raise WeightsError(f"weights file not found: {os.fspath(weights)}")
 
     if pretrained:
-        model = _from_hub(spec, num_classes)
+        model = _from_hub(spec, num_classes, trust_weights)
     else:
         model = spec.builder(num_classes)
         if weights is not None:
             # only passed when asked for: load_weights of older leaps versions has no such keyword
-            load_weights(model, weights, **({"trust_weights": True} if trust_weights else {}))
+            load_weights(model, weights, trust_weights=trust_weights)
     model.eval()
     model.requires_grad_(False)
     # What leaps.invert needs to know about the model travels with it.
@@ -164,8 +165,12 @@ def build_model(
     return model
 
 
-def _from_hub(spec: ModelSpec, num_classes: int) -> nn.Module:
-    """Run ``spec.hub``, turning any download failure into one actionable WeightsError."""
+def _from_hub(spec: ModelSpec, num_classes: int, trust_weights: bool = False) -> nn.Module:
+    """Run ``spec.hub``, turning any download failure into one actionable WeightsError.
+
+    Hubs that read their download with :func:`load_weights` take ``trust_weights``; the others
+    (torchvision: hash-checked files; the toy models: shipped tensors) have nothing to trust.
+    """
     if spec.hub is None:
         raise WeightsError(
             f"no pretrained weights are published for {spec.name}; "
@@ -179,6 +184,8 @@ def _from_hub(spec: ModelSpec, num_classes: int) -> nn.Module:
             f"not num_classes={num_classes}; drop --num-classes or pass your own --weights PATH"
         )
     try:
+        if trust_weights and "trust_weights" in inspect.signature(spec.hub).parameters:
+            return spec.hub(num_classes, trust_weights=True)
         return spec.hub(num_classes)
     except LeapsError:
         raise  # already actionable (e.g. a missing optional dependency)
