@@ -12,10 +12,10 @@ Public API: :func:`invert`, :func:`prepare`, :func:`deepdream`, :func:`activatio
 :class:`InversionConfig`, :class:`InversionResult`, the objectives (:class:`LeapsObjective`,
 eq. (4); :class:`DeepDreamObjective`, :class:`ActivationMaximizationObjective`; module
 :mod:`leaps.objective`), and the modules :mod:`leaps.losses`, :mod:`leaps.taps`,
-:mod:`leaps.models`, :mod:`leaps.video`, :mod:`leaps.metrics`.
+:mod:`leaps.models`, :mod:`leaps.video`, :mod:`leaps.metrics`, :mod:`leaps.classes`.
 """
 
-from . import losses, objective
+from . import classes, losses, metrics, models, objective, taps, video
 from .baselines import activation_maximization, deepdream
 from .config import InversionConfig
 from .errors import LeapsError
@@ -33,9 +33,14 @@ __all__ = [
     "LeapsObjective",
     "Objective",
     "activation_maximization",
+    "classes",
     "deepdream",
     "invert",
     "losses",
+    "metrics",
+    "models",
     "objective",
     "prepare",
+    "taps",
+    "video",
 ]
