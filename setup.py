@@ -2,8 +2,9 @@
 
 By default LEAPS installs as pure Python: nothing is compiled and torch is not needed to build.
 
-The optional C++/CUDA extension ``leaps._C`` (sources in csrc/, operators registered as
-``torch.ops.leaps.*``) is built only when asked for with the environment variable
+The optional C++/CUDA extension ``leaps._C`` (sources in csrc/, one .cpp and one cuda/.cu per
+primitive of kernels/; operators registered as ``torch.ops.leaps.*``, used by ``backend="cuda"``)
+is built only when asked for with the environment variable
 ``LEAPS_BUILD_EXT``, and it needs torch importable at build time, so pass
 ``--no-build-isolation``::
 
@@ -87,6 +88,13 @@ def _sources(pattern):
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
 
 
+# csrc/ mirrors kernels/: per primitive, csrc/<name>.cpp (CPU and Meta kernels) and
+# csrc/cuda/<name>.cu (CUDA kernels); csrc/ops.cpp defines the schemas, csrc/module.cpp is the
+# Python module. The globs below pick up every file of that layout.
+CPP_SOURCES = "csrc/*.cpp"
+CUDA_SOURCES = "csrc/cuda/*.cu"
+
+
 def _default_cuda_arch_list(torch):
     """TORCH_CUDA_ARCH_LIST for builds without a visible GPU: the arches torch was built for."""
     arches = []
@@ -115,8 +123,8 @@ def _extension_setup(mode):
         _warn(msg)
         return [], {}
 
-    cpp_sources = _sources("csrc/*.cpp")
-    cuda_sources = _sources("csrc/cuda/*.cu")
+    cpp_sources = _sources(CPP_SOURCES)
+    cuda_sources = _sources(CUDA_SOURCES)
     cuda_home = cpp_extension.CUDA_HOME
     cuda_ready = (
         cuda_home is not None

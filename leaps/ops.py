@@ -13,8 +13,11 @@ Backends (``backend=``):
 
 * ``"triton"``: kernels in ``kernels/`` (``leaps.kernels``), registered here as
   ``torch.ops.leaps.triton_*``. CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``.
-* ``"cuda"``: the C++ extension ``leaps._C`` (``torch.ops.leaps.channel_stats`` ...), with CUDA
-  kernels and CPU kernels; its Meta kernels serve torch.compile.
+* ``"cuda"``: the compiled extension ``leaps._C`` (sources in ``csrc/``, registered as
+  ``torch.ops.leaps.channel_stats`` ...), whatever the device: the name says "compiled", not
+  "GPU". Its CPU kernels run on CPU tensors and its CUDA kernels (when it was built with them)
+  on CUDA tensors; its Meta kernels serve torch.compile. ``"auto"`` picks it for CUDA tensors
+  only; on CPU tensors it runs when asked for explicitly (tests, checks against the reference).
 * ``"reference"``: plain torch (used by :mod:`leaps.losses` directly, not by these ops).
 * ``"auto"``: for CUDA tensors cuda > triton > reference, degrading with one warning when a
   compiled extension or Triton is missing; for CPU tensors the reference (fused kernels are a
