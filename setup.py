@@ -240,7 +240,7 @@ setup(
     install_requires=["torch>=2.4", "numpy", "av>=12", "tqdm"],
     extras_require={
         "zoo": ["torchvision", "pytorchvideo==0.1.5", "timm"],
-        "test": ["pytest", "pytest-benchmark"],
+        "test": ["pytest", "pytest-benchmark", "ruff"],
         "triton": ["triton"],
     },
     entry_points={"console_scripts": ["leaps = leaps.cli:main"]},

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.environment import environment
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.metrics import frame_ssim
 from leaps.models import build_model, get_spec
-
-from benchmarks.environment import environment
 
 JUDGE = "toy_r2plus1d"
 MODES = {

@@ -61,14 +61,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from leaps.timing import graph_time_ms, time_ms
+from benchmarks.environment import environment
 from leaps import losses, ops
 from leaps.errors import LeapsError
 from leaps.inversion import Network
 from leaps.models import build_model, get_spec
 from leaps.taps import BatchNormTaps, FeatureTaps
-
-from benchmarks.environment import environment
+from leaps.timing import graph_time_ms, time_ms
 
 BACKEND_CHOICES = ("reference", "triton", "cuda")
 TERMS = ("L_prim", "R_coh", "R_feat", "all")
@@ -350,7 +349,7 @@ def run_batch(args, batch: int, device: torch.device, dtype: torch.dtype, peak: 
             del reference
         ref_ms = ref_gpu_ms = None
         for backend in backends:
-            times = time_ms(lambda: problem.step(term, backend), args.iters, args.warmup, device)
+            times = time_ms(lambda: problem.step(term, backend), args.iters, args.warmup, device)  # noqa: F821 - deleted after the loop
             for t in problem.leaves(term):
                 t.grad = None
             ms = statistics.median(times)

@@ -30,11 +30,10 @@ from pathlib import Path
 import torch
 
 import leaps
+from benchmarks.environment import environment
 from leaps import metrics
 from leaps.models import build_model
 from leaps.toy.data import TOY_CLASSES, generate
-
-from benchmarks.environment import environment
 
 INVERTED, VERIFIER = "toy_r3d", "toy_x3d"
 

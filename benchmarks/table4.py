@@ -50,12 +50,12 @@ from pathlib import Path
 
 import torch
 
-from leaps.timing import synchronize as _sync, time_ms as _time
-from leaps.inversion import prepare
-from leaps.models import build_model, get_spec
-
 from benchmarks import formulations
 from benchmarks.environment import environment
+from leaps.inversion import prepare
+from leaps.models import build_model, get_spec
+from leaps.timing import synchronize as _sync
+from leaps.timing import time_ms as _time
 
 SYNTHESIS_STEPS = 2000
 GRAPH_WARMUP = 3  # leaps.engine.GRAPH_WARMUP: eager steps before a CUDA graph is captured

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import torch
 
-from leaps.timing import graph_time_ms
-
 from benchmarks.environment import environment
 from benchmarks.kernel_latency import DTYPES, Problem, derive_layer_set, peak_bandwidth
+from leaps.timing import graph_time_ms
 
 #: (rows, positions, warps) candidates of channel_stats.
 CHANNEL_TILES = [(r, s, w) for r, s in ((1, 1024), (1, 2048), (2, 512), (2, 1024), (4, 256), (4, 512), (4, 1024),

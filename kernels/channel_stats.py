@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tables import LayerTable, TRITON_DTYPES, launch_groups
+from .tables import TRITON_DTYPES, LayerTable, launch_groups
 
 # Layer table columns (int64): input pointer, C, S, stride B, stride C, stride S, output offset,
 # output pointer, output stride B, output stride C, output stride S, number of rows (B*C).

@@ -48,7 +48,7 @@ def graph_time_ms(fn: Callable[[], object], iters: int, warmup: int, device: tor
 
     def replay():
         for _ in range(replays):
-            graph.replay()
+            graph.replay()  # noqa: F821 - deleted in finally
 
     try:
         return [t / replays for t in time_ms(replay, iters, 1, device)]

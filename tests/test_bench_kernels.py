@@ -9,10 +9,9 @@ import json
 import pytest
 import torch
 
-from leaps import _ext, ops
-
 from benchmarks import kernel_latency
 from benchmarks import tune_triton as tune
+from leaps import _ext, ops
 
 HAS_EXT_OPS = _ext.available() and hasattr(torch.ops.leaps, "channel_stats")
 TRITON_ON_CPU = ops.triton_importable() and ops.triton_interpreted()

@@ -9,10 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leaps.models import build_model
-
 from benchmarks import formulations, table4
-
+from leaps.models import build_model
 
 TINY = ["--models", "toy_r3d", "--verifier", "toy_x3d", "--geometries", "4x32", "--batch", "1",
         "--iters", "1", "--warmup", "0", "--device", "cpu"]

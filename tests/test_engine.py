@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import NaNAfter
 
 import leaps
 from leaps import engine
 from leaps.errors import LeapsError, NonFiniteLossError
 from leaps.inversion import prepare
-
-from conftest import NaNAfter
 
 GPU = torch.cuda.is_available()
 RUN = dict(steps=5, frames=4, size=16, progress=False, lr=0.05)

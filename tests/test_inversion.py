@@ -6,12 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import NaNAfter
 
 import leaps
 from leaps.errors import LeapsError, NonFiniteLossError, VerifierError
 from leaps.inversion import Network, _renormalise
-
-from conftest import NaNAfter
 
 FAST = dict(steps=3, frames=4, size=16, progress=False)
 

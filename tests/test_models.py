@@ -19,6 +19,7 @@ from leaps.errors import LeapsError, UnknownModelError, WeightsError
 from leaps.models import (
     ModelSpec,
     Preset,
+    _compat,
     build_model,
     get_spec,
     list_models,
@@ -26,7 +27,6 @@ from leaps.models import (
     register,
     save_weights,
 )
-from leaps.models import _compat
 
 NUM_CLASSES = 10
 ALL_NAMES = [spec.name for spec in list_models()]

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from leaps.models import _compat
-from leaps.models.weights import load_weights
 from leaps.models.registry import ModelSpec, Preset, register
+from leaps.models.weights import load_weights
 
 MEAN = (0.45, 0.45, 0.45)
 STD = (0.225, 0.225, 0.225)

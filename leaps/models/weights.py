@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import functools
 import importlib
+import os
 import pickle
 import warnings
 from collections.abc import Mapping
