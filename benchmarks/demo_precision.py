@@ -86,7 +86,8 @@ def main(argv=None) -> int:
             for k, name in (("model", DEMO_MODEL), ("verifier", DEMO_VERIFIER), ("judge", JUDGE))}
     nets["judge"] = Network.wrap(nets["judge"], get_spec(JUDGE), None)
     print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}, judge {JUDGE}), {args.steps} steps, "
-          f"10 videos a run, on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+          f"10 videos a run, on {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'mode':<12}{'seed':>5}{'top-1 m':>9}{'top-1 v':>9}{'judge':>7}{'SSIM':>7}{'seconds':>9}")
     rows = []
     for mode in args.modes:

@@ -134,10 +134,12 @@ def _pm(pair: tuple[float, float]) -> str:
 
 
 def table_markdown(title: str, rows: dict[str, Row], first_col: str) -> str:
-    lines = [f"**{title}**", "", f"| {first_col} | top-1 m (%) | top-1 v (%) | IS m | IS v | frame SSIM | frame PSNR (dB) |",
+    lines = [f"**{title}**", "",
+             f"| {first_col} | top-1 m (%) | top-1 v (%) | IS m | IS v | frame SSIM | frame PSNR (dB) |",
              "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r.top1_m:.1f} | {r.top1_v:.1f} | {_pm(r.is_m)} | {_pm(r.is_v)} | {r.ssim:.3f} | {r.psnr:.1f} |")
+        lines.append(f"| {name} | {r.top1_m:.1f} | {r.top1_v:.1f} | {_pm(r.is_m)} | {_pm(r.is_v)} "
+                     f"| {r.ssim:.3f} | {r.psnr:.1f} |")
     return "\n".join(lines)
 
 
@@ -197,7 +199,8 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = run_objective(model, verifier, overrides, seeds, args)
             r = cache[key]
-            print(f"  {name:24s} m {r.top1_m:5.1f}%  v {r.top1_v:5.1f}%  IS m {_pm(r.is_m)}  ({r.seconds:.0f} s)", flush=True)
+            print(f"  {name:24s} m {r.top1_m:5.1f}%  v {r.top1_v:5.1f}%  IS m {_pm(r.is_m)}  ({r.seconds:.0f} s)",
+                  flush=True)
         return cache[key]
 
     real = real_clips_row(model, verifier, seeds, args)

@@ -398,7 +398,8 @@ def format_block(block: dict) -> str:
     lines.append(_fast_line(block))
     best = block.get("best_leaps")
     if best:
-        lines.append(f"best leaps row measured: {best['row']} ({best['step_ms']:.1f} ms/step; options {best['options']})")
+        lines.append(f"best leaps row measured: {best['row']} ({best['step_ms']:.1f} ms/step; "
+                     f"options {best['options']})")
     fast = block["rows"].get("leaps-fast")
     if fast and fast.get("resolved_options"):
         lines.append(f"fast=True resolved to: {fast['resolved_options']}")
@@ -424,7 +425,8 @@ def format_markdown(result: dict) -> str:
         out += ["", _fast_line(block) + "."]
         best = block.get("best_leaps")
         if best:
-            out += ["", f"Best leaps row measured: `{best['row']}` ({best['step_ms']:.1f} ms/step), options `{best['options']}`."]
+            out += ["", f"Best leaps row measured: `{best['row']}` ({best['step_ms']:.1f} ms/step), "
+                        f"options `{best['options']}`."]
         paper = _paper_line(block["model"], block["frames"], block["size"])
         if paper:
             out += ["", paper[0].upper() + paper[1:] + "."]
@@ -434,16 +436,19 @@ def format_markdown(result: dict) -> str:
     for entry in PAPER_TABLE4.values():
         for geom, r in entry["rows"].items():
             t, s = geom.split("x")
-            out.append(f"| {entry['title']} | {t} x {s}^2 | {r['top1_m']} | {r['top1_v']} | {r['IS']} | {r['latency']} |")
+            out.append(f"| {entry['title']} | {t} x {s}^2 | {r['top1_m']} | {r['top1_v']} | {r['IS']} "
+                       f"| {r['latency']} |")
     return "\n".join(out) + "\n"
 
 
 def format_paper() -> str:
-    lines = [f"Paper Table 4 ({PAPER_UNITS}):", f"{'model':12s} {'T x S^2':10s} {'top-1 m':>8s} {'top-1 v':>8s} {'IS':>9s}  latency"]
+    lines = [f"Paper Table 4 ({PAPER_UNITS}):",
+             f"{'model':12s} {'T x S^2':10s} {'top-1 m':>8s} {'top-1 v':>8s} {'IS':>9s}  latency"]
     for entry in PAPER_TABLE4.values():
         for geom, r in entry["rows"].items():
             t, s = geom.split("x")
-            lines.append(f"{entry['title']:12s} {t + ' x ' + s + '^2':10s} {r['top1_m']:>8s} {r['top1_v']:>8s} {r['IS']:>9s}  {r['latency']}")
+            lines.append(f"{entry['title']:12s} {t + ' x ' + s + '^2':10s} {r['top1_m']:>8s} {r['top1_v']:>8s} "
+                         f"{r['IS']:>9s}  {r['latency']}")
     return "\n".join(lines)
 
 
@@ -474,7 +479,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=None, help="timed iterations per row (default 10)")
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations per row (default 3)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--rows", nargs="+", default=None, help=f"subset of rows ('leaps' = all leaps rows): {', '.join(ROWS)}")
+    p.add_argument("--rows", nargs="+", default=None,
+                   help=f"subset of rows ('leaps' = all leaps rows): {', '.join(ROWS)}")
     p.add_argument("--synthesis-steps", type=int, default=SYNTHESIS_STEPS, help="steps of one synthesis, for videos/h")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--markdown", default=None, help="write the tables as Markdown here")
@@ -501,7 +507,10 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = platform.processor() or platform.machine()
     meta = {"device": str(device), "device_name": device_name, "torch": torch.__version__, "iters": args.iters,
             "warmup": args.warmup, "synthesis_steps": args.synthesis_steps, "verifier": args.verifier,
             "rows": rows_wanted, "argv": list(sys.argv[1:] if argv is None else argv)}
@@ -547,7 +556,8 @@ def main(argv=None) -> int:
 
 
 def _write(args, env: dict, meta: dict, results: list) -> None:
-    result = {"environment": env, "meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS, "results": results}
+    result = {"environment": env, "meta": meta, "paper_table4": PAPER_TABLE4, "paper_units": PAPER_UNITS,
+              "results": results}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=_json_default))

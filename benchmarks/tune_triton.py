@@ -80,7 +80,8 @@ def sweep(args, batch: int, device: torch.device) -> dict:
     passes = {
         "fwd mean (L_prim)": (("fwd", "rows"), lambda: cs.channel_stats(prim, False), a_prim),
         "fwd mean+M2 (R_feat)": (("fwd", "rows"), lambda: cs.channel_stats(feat, True), a_feat),
-        "bwd alpha+beta x (R_feat)": (("bwd", "rows"), lambda: cs.channel_stats_backward(feat, alpha, beta), 2 * a_feat),
+        "bwd alpha+beta x (R_feat)": (("bwd", "rows"), lambda: cs.channel_stats_backward(feat, alpha, beta),
+                                      2 * a_feat),
     }
     saved = dict(cs.BLOCKS)
     out = {"batch": batch, "passes": {}}
@@ -127,7 +128,8 @@ def report(result: dict, peak: float | None) -> None:
         best = min(ok, key=lambda r: r["ms"])
         current = next((r for r in ok if list(r["tile"]) == res["current"]), None)
         pk = lambda r: f" ({100 * r['gbps'] / peak:.0f}% peak)" if peak else ""  # noqa: E731
-        cur = f"current {tuple(res['current'])}: {current['ms']:.3f} ms {current['gbps']:.0f} GB/s{pk(current)}; " if current else ""
+        cur = (f"current {tuple(res['current'])}: {current['ms']:.3f} ms {current['gbps']:.0f} GB/s{pk(current)}; "
+               if current else "")
         print(f"{name:28s} {res['bytes'] / 2**20:8.1f} MiB  {cur}best {tuple(best['tile'])}: "
               f"{best['ms']:.3f} ms {best['gbps']:.0f} GB/s{pk(best)}")
         ranked = sorted(ok, key=lambda r: r["ms"])[:4]

@@ -156,7 +156,9 @@ def channel_stats(xs: Sequence[torch.Tensor], with_m2: bool) -> tuple[torch.Tens
     return mean, m2
 
 
-def channel_stats_backward(xs: Sequence[torch.Tensor], alpha: torch.Tensor, beta: torch.Tensor | None) -> list[torch.Tensor]:
+def channel_stats_backward(
+    xs: Sequence[torch.Tensor], alpha: torch.Tensor, beta: torch.Tensor | None
+) -> list[torch.Tensor]:
     """``grad[l][b, c, s] = alpha[i] + beta[i] * xs[l][b, c, s]`` (i = the row's flat index)."""
     offsets, _ = _offsets(xs)
     grads = [torch.empty_like(x) for x in xs]  # keeps x's strides when x is dense
@@ -165,7 +167,8 @@ def channel_stats_backward(xs: Sequence[torch.Tensor], alpha: torch.Tensor, beta
     for group in launch_groups(xs):
         block_r, block_s, warps = BLOCKS["bwd", group.layout]
         tab = LayerTable.build(
-            _table([xs[i] for i in group.indices], [offsets[i] for i in group.indices], [grads[i] for i in group.indices]),
+            _table([xs[i] for i in group.indices], [offsets[i] for i in group.indices],
+                   [grads[i] for i in group.indices]),
             [xs[i].shape[0] * xs[i].shape[1] for i in group.indices], block_r, xs[0].device,
         )
         _channel_stats_bwd[(tab.num_items,)](

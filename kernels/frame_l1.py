@@ -41,7 +41,9 @@ def _frame_l1_fwd(z, partial, F, Q, sB, sT, sP, sQ, n_chunks,
     fmask = f < F
     foff = _feature_offsets(f, Q, sP, sQ)
     base = z + b * sB
-    tile = tl.load(base + t[:, None] * sT + foff[None, :], mask=(t < T)[:, None] & fmask[None, :], other=0.0).to(tl.float32)
+    tile = tl.load(
+        base + t[:, None] * sT + foff[None, :], mask=(t < T)[:, None] & fmask[None, :], other=0.0
+    ).to(tl.float32)
     out = partial + (b * n_chunks + chunk) * T * T
     for i in tl.static_range(T):
         zi = tl.load(base + i * sT + foff, mask=fmask, other=0.0).to(tl.float32)

@@ -89,7 +89,9 @@ class LayerTable:
         items = _item_cache.get(item_key)
         if items is None:
             per_layer = [
-                torch.stack([torch.full((n,), l, dtype=torch.int32), torch.arange(0, n, dtype=torch.int32) * block_rows], 1)
+                torch.stack(
+                    [torch.full((n,), l, dtype=torch.int32), torch.arange(0, n, dtype=torch.int32) * block_rows], 1
+                )
                 for l, n in enumerate(-(-c // block_rows) for c in row_counts)
             ]
             items = _remember(_item_cache, item_key, _to_device(torch.cat(per_layer), torch.int32, device))

@@ -17,11 +17,15 @@ from .config import InversionConfig
 from .inversion import InversionResult, invert
 
 
-def deepdream(model: nn.Module, target, verifier: nn.Module | None = None, config: InversionConfig | None = None, **options) -> InversionResult:
+def deepdream(
+    model: nn.Module, target, verifier: nn.Module | None = None, config: InversionConfig | None = None, **options
+) -> InversionResult:
     """3D DeepDream: minimise CE(model(x), y) + tv_weight TV(x) + l2_weight mean(x^2)."""
     return invert(model, target, None, verifier, config, objective="deepdream", **options)
 
 
-def activation_maximization(model: nn.Module, target, verifier: nn.Module | None = None, config: InversionConfig | None = None, **options) -> InversionResult:
+def activation_maximization(
+    model: nn.Module, target, verifier: nn.Module | None = None, config: InversionConfig | None = None, **options
+) -> InversionResult:
     """3D AM: maximise the target's logit, minimise -logit_y(x) + l2_weight mean(x^2)."""
     return invert(model, target, None, verifier, config, objective="am", **options)

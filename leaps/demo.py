@@ -141,7 +141,8 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     config = demo_config(steps, progress, seed)  # a preset for the demo (see DEMO_PRESET); library defaults stay
     print(f"leaps demo: inverting {get_spec(DEMO_MODEL).title} for '{TOY_CLASSES[labels[0]]}' (and one video of each "
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
-          f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; stimuli in {out / 'stimuli'}")
+          f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; "
+          f"stimuli in {out / 'stimuli'}")
     print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
     run_json = write_json(run_metadata(config, command="leaps demo", model=DEMO_MODEL, verifier=DEMO_VERIFIER,

@@ -70,14 +70,18 @@ def priming_loss(acts: Sequence[Tensor], stimulus_means: Sequence[Tensor], weigh
     sizes = [tuple(r.shape) for r in rows]
     layout = _priming_layout(sizes, [float(w) for w in weights], rows[0].device)
     a, _ = ops.channel_stats(rows, False, backend)
-    v = torch.cat([m.to(torch.float32).expand(r.shape[0], r.shape[1]).reshape(-1) for m, r in zip(stimulus_means, rows)])
+    v = torch.cat(
+        [m.to(torch.float32).expand(r.shape[0], r.shape[1]).reshape(-1) for m, r in zip(stimulus_means, rows)]
+    )
     if distance in ("jvs", "cos"):
         dot, na, nv = _segment_sum(torch.stack([a * v, a * a, v * v], 1), layout.row_lengths).unbind(1)
         if distance == "jvs":
             dist = 1.0 - dot / (na + nv - dot + JVS_EPS)
         else:  # as F.cosine_similarity: each norm clamped at eps
             eps = JVS_EPS
-            dist = 1.0 - dot / (na.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps) * nv.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps))
+            norm_a = na.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps)
+            norm_v = nv.clamp_min(_SQRT_FLOOR).sqrt().clamp_min(eps)
+            dist = 1.0 - dot / (norm_a * norm_v)
     elif distance == "l1":
         dist = _segment_sum((a - v).abs(), layout.row_lengths) / layout.row_channels
     else:  # l2

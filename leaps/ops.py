@@ -130,7 +130,9 @@ def resolve_backend(backend: str, like: Tensor) -> str:
     if backend == "triton" and not _triton_runs_on(device):
         if not triton_importable():
             raise LeapsError("backend='triton' needs the triton package (pip install triton)")
-        raise LeapsError(f"backend='triton' runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1), got {device.type}")
+        raise LeapsError(
+            f"backend='triton' runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1), got {device.type}"
+        )
     if backend == "cuda" and not _cuda_runs_on(device):
         if not _ext.available():
             raise LeapsError(f"backend='cuda' needs the compiled extension: {_ext.BUILD_HINT}")

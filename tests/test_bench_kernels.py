@@ -128,7 +128,8 @@ def test_tile_sweep_checks_every_tile(monkeypatch):
     for name, res in result["passes"].items():
         assert all("ms" in r for r in res["results"]), (name, res["results"])
     import importlib
-    assert importlib.import_module("leaps.kernels.channel_stats").BLOCKS[("fwd", "rows")] == (1, 1024, 4)  # restored after the sweep
+    # restored after the sweep
+    assert importlib.import_module("leaps.kernels.channel_stats").BLOCKS[("fwd", "rows")] == (1, 1024, 4)
 
 
 def test_tile_check_rejects_a_wrong_result():

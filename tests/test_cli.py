@@ -100,7 +100,8 @@ def test_baseline_methods_need_no_stimulus(tmp_path, capsys):
 # ------------------------------------------------------------------ bad input: one line, exit 2
 
 def test_unknown_model(capsys, tmp_path):
-    code, _, err = run(capsys, "invert", "--model", "slow_r5O", "--target", "0", "--stimulus", "x.mp4", "--out", str(tmp_path))
+    code, _, err = run(capsys, "invert", "--model", "slow_r5O", "--target", "0", "--stimulus", "x.mp4",
+                       "--out", str(tmp_path))
     assert_one_error_line(code, err, "slow_r5O", "slow_r50")
 
 
@@ -196,9 +197,9 @@ def test_demo_unknown_class(capsys, tmp_path):
 
 def test_engine_options_reach_the_loop(capsys, tmp_path, stimulus):
     code, _, err = run(capsys, "invert", "--model", "toy_r3d", "--pretrained", "--target", "0", "--stimulus", stimulus,
-                       "--verifier", "toy_x3d", "--verifier-pretrained", "--checkpoint", "--channels-last", "--amp", "bf16",
-                       "--sync-every", "2", "--out", str(tmp_path / "e"), "--steps", "3", "--frames", "4", "--size", "32",
-                       "--quiet")
+                       "--verifier", "toy_x3d", "--verifier-pretrained", "--checkpoint", "--channels-last",
+                       "--amp", "bf16", "--sync-every", "2", "--out", str(tmp_path / "e"),
+                       "--steps", "3", "--frames", "4", "--size", "32", "--quiet")
     assert code == 0, err
     summary = json.loads((tmp_path / "e" / "leaps_history.json").read_text())
     assert len(summary["history"]["loss"]) == 3

@@ -264,7 +264,8 @@ def test_load_error_reports_a_broken_build_as_such(fresh_loader):
 
 def test_load_error_reports_a_missing_dependency_as_a_broken_build(fresh_loader):
     # A module the extension itself imports is missing: that is not "leaps._C is not built".
-    fresh_loader.setattr(_ext, "_import_extension", _failing_import(ModuleNotFoundError("No module named 'x'", name="x")))
+    fresh_loader.setattr(_ext, "_import_extension",
+                         _failing_import(ModuleNotFoundError("No module named 'x'", name="x")))
     assert not _ext.available()
     assert "not built" not in _ext.load_error() and "No module named 'x'" in _ext.load_error()
 

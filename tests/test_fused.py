@@ -21,10 +21,12 @@ GPU = torch.cuda.is_available()
 
 def _cases():
     cases = []
-    for backend, ok, why in (("triton", HAS_TRITON, "triton not installed"), ("cuda", HAS_EXT_OPS, "extension not built")):
+    for backend, ok, why in (("triton", HAS_TRITON, "triton not installed"),
+                             ("cuda", HAS_EXT_OPS, "extension not built")):
         cases.append(pytest.param(backend, "cpu", marks=pytest.mark.skipif(not ok, reason=why), id=f"{backend}-cpu"))
         gpu_ok = ok and GPU and (backend == "triton" or _ext.has_cuda())
-        cases.append(pytest.param(backend, "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not gpu_ok, reason="needs CUDA")],
+        cases.append(pytest.param(backend, "cuda",
+                                  marks=[pytest.mark.gpu, pytest.mark.skipif(not gpu_ok, reason="needs CUDA")],
                                   id=f"{backend}-cuda"))
     return cases
 
@@ -122,7 +124,8 @@ def test_bn_statistics_matches_reference(backend, device, dtype, rtol, atol, bat
     g = torch.Generator().manual_seed(batch)
     acts = [
         (torch.randn(batch, 6, 3, 5, 7, generator=g) * 2 + 1).to(device=device, dtype=dtype),
-        torch.randn(batch, 4, 2, 4, 4, generator=g).to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last_3d),
+        torch.randn(batch, 4, 2, 4, 4, generator=g).to(device=device, dtype=dtype)
+        .contiguous(memory_format=torch.channels_last_3d),
         torch.randn(batch, 11, 1, 3, 1, generator=g).to(device=device, dtype=dtype),
     ]
     means = [torch.randn(a.shape[1], generator=g).to(device) * 0.5 for a in acts]
@@ -139,7 +142,8 @@ def test_bn_statistics_is_stable_for_large_offsets(backend, device):
     # Welford/Chan merging: a mean of 1e4 and a spread of 1 lose nothing in fp32.
     x = (torch.randn(2, 3, 4, 33, 31, dtype=torch.float64) + 1e4)
     mean, var = x.mean((0, 2, 3, 4)), x.var((0, 2, 3, 4), unbiased=False)
-    loss = losses.bn_statistics_loss([x.float().to(device)], [mean.float().to(device)], [var.float().to(device) + 0.25], backend=backend)
+    loss = losses.bn_statistics_loss([x.float().to(device)], [mean.float().to(device)], [var.float().to(device) + 0.25],
+                                     backend=backend)
     # the loss is then ||var - (var + 0.25)|| = 0.25 sqrt(C)
     assert abs(loss.item() - 0.25 * 3 ** 0.5) < 2e-3
 
@@ -207,8 +211,8 @@ def test_one_launch_covers_all_layers(monkeypatch, layers):
     monkeypatch.setattr(cs, "_channel_stats_fwd", Counting(cs._channel_stats_fwd, "fwd"))
     monkeypatch.setattr(cs, "_channel_stats_bwd", Counting(cs._channel_stats_bwd, "bwd"))
     acts = [torch.randn(2, 3 + l % 4, 2, 3, 3, requires_grad=True) for l in range(layers)]
-    loss = losses.bn_statistics_loss(acts, [torch.zeros(a.shape[1]) for a in acts], [torch.ones(a.shape[1]) for a in acts],
-                                     backend="triton")
+    loss = losses.bn_statistics_loss(acts, [torch.zeros(a.shape[1]) for a in acts],
+                                     [torch.ones(a.shape[1]) for a in acts], backend="triton")
     loss.backward()
     assert launches == {"fwd": 1, "bwd": 1}
 
@@ -216,7 +220,9 @@ def test_one_launch_covers_all_layers(monkeypatch, layers):
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICE)
 def test_gradients_keep_the_activation_layout(backend, device):
     x = torch.randn(2, 4, 3, 5, 5, device=device).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
-    losses.bn_statistics_loss([x], [torch.zeros(4, device=device)], [torch.ones(4, device=device)], backend=backend).backward()
+    loss = losses.bn_statistics_loss([x], [torch.zeros(4, device=device)], [torch.ones(4, device=device)],
+                                     backend=backend)
+    loss.backward()
     assert x.grad.stride() == x.stride()
 
 

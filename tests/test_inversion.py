@@ -47,7 +47,8 @@ def test_seed_reproducible_and_seed_matters(tiny_net, tiny_verifier):
 
 
 def test_optimisation_reduces_the_loss(tiny_net, tiny_verifier):
-    result = leaps.invert(tiny_net, 2, stimulus(), verifier=tiny_verifier, steps=40, frames=4, size=16, progress=False, lr=0.05)
+    result = leaps.invert(tiny_net, 2, stimulus(), verifier=tiny_verifier, steps=40, frames=4, size=16, progress=False,
+                          lr=0.05)
     first, last = result.history["loss"][0], result.history["loss"][-1]
     assert last < first
     assert result.history["ce"][-1] < result.history["ce"][0]
@@ -56,7 +57,8 @@ def test_optimisation_reduces_the_loss(tiny_net, tiny_verifier):
 def test_cosine_schedule(tiny_net):
     result = leaps.invert(tiny_net, 0, stimulus(), steps=4, frames=4, size=16, progress=False, use_feat=False)
     assert result.history["lr"] == pytest.approx([0.2 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)])
-    warm = leaps.invert(tiny_net, 0, stimulus(), steps=4, warmup_steps=2, lr_schedule="constant", frames=4, size=16, progress=False)
+    warm = leaps.invert(tiny_net, 0, stimulus(), steps=4, warmup_steps=2, lr_schedule="constant", frames=4, size=16,
+                        progress=False)
     assert warm.history["lr"] == pytest.approx([0.1, 0.2, 0.2, 0.2])
 
 
@@ -73,8 +75,10 @@ def test_loss_ablations(tiny_net, tiny_verifier, off, missing):
 def test_presets_and_overrides_scale_terms(tiny_net, tiny_verifier):
     spec = SimpleNamespace(mean=(0.45,) * 3, std=(0.225,) * 3, fixed_size=False, frames=4, size=16,
                            preset=SimpleNamespace(lambda_first=1.0, lambda_last=0.5, r=0.01), token_grid=None)
-    base = leaps.invert(tiny_net, 0, stimulus(), verifier=tiny_verifier, spec=spec, steps=1, frames=4, size=16, progress=False)
-    doubled = leaps.invert(tiny_net, 0, stimulus(), verifier=tiny_verifier, spec=spec, r=0.02, steps=1, frames=4, size=16, progress=False)
+    base = leaps.invert(tiny_net, 0, stimulus(), verifier=tiny_verifier, spec=spec, steps=1, frames=4, size=16,
+                        progress=False)
+    doubled = leaps.invert(tiny_net, 0, stimulus(), verifier=tiny_verifier, spec=spec, r=0.02, steps=1, frames=4,
+                           size=16, progress=False)
     assert doubled.history["coh"][0] == pytest.approx(2 * base.history["coh"][0])
     assert doubled.history["feat"][0] == pytest.approx(2 * base.history["feat"][0])
     assert doubled.history["prim"][0] == pytest.approx(base.history["prim"][0])
@@ -86,8 +90,10 @@ def test_priming_fraction_uses_first_layers(tiny_net):
 
     s = stimulus()
     x_seed = 5
-    full = leaps.invert(tiny_net, 0, s, steps=1, seed=x_seed, jitter=0, flip=False, use_coherence=False, use_ce=False, frames=4, size=16, progress=False, lambda_first=1.0, lambda_last=1.0)
-    third = leaps.invert(tiny_net, 0, s, steps=1, seed=x_seed, jitter=0, flip=False, use_coherence=False, use_ce=False, frames=4, size=16, progress=False, lambda_first=1.0, lambda_last=1.0, priming_fraction=0.4)
+    full = leaps.invert(tiny_net, 0, s, steps=1, seed=x_seed, jitter=0, flip=False, use_coherence=False, use_ce=False,
+                        frames=4, size=16, progress=False, lambda_first=1.0, lambda_last=1.0)
+    third = leaps.invert(tiny_net, 0, s, steps=1, seed=x_seed, jitter=0, flip=False, use_coherence=False, use_ce=False,
+                         frames=4, size=16, progress=False, lambda_first=1.0, lambda_last=1.0, priming_fraction=0.4)
     # recompute both from the initial x* by hand: same noise as the loop draws
     x0 = torch.randn(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(x_seed))
     mean, std = torch.tensor([0.45] * 3).view(1, 3, 1, 1, 1), torch.tensor([0.225] * 3).view(1, 3, 1, 1, 1)
@@ -148,8 +154,10 @@ def test_fixed_size_models_see_their_geometry(tiny_net):
 
 
 def test_renormalise_between_networks(tiny_net):
-    a = Network(tiny_net, torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1, 1), None)
-    b = Network(tiny_net, torch.tensor([0.45] * 3).view(1, 3, 1, 1, 1), torch.tensor([0.225] * 3).view(1, 3, 1, 1, 1), None)
+    a = Network(tiny_net, torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1, 1),
+                torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1, 1), None)
+    b = Network(tiny_net, torch.tensor([0.45] * 3).view(1, 3, 1, 1, 1),
+                torch.tensor([0.225] * 3).view(1, 3, 1, 1, 1), None)
     pixels = torch.rand(1, 3, 2, 4, 4)
     x_a = (pixels - a.mean) / a.std
     assert torch.allclose(_renormalise(x_a, a, b), (pixels - b.mean) / b.std, atol=1e-6)

@@ -36,7 +36,8 @@ def _net(module, mean=0.45, std=0.225):
 
 def _setup(tiny_net, tiny_verifier, verifier_mean=0.45, batch=2):
     g = torch.Generator().manual_seed(3)
-    model, verifier = _net(tiny_net), _net(tiny_verifier, mean=verifier_mean, std=0.3 if verifier_mean != 0.45 else 0.225)
+    model = _net(tiny_net)
+    verifier = _net(tiny_verifier, mean=verifier_mean, std=0.3 if verifier_mean != 0.45 else 0.225)
     x = torch.randn(batch, 3, 4, 16, 16, generator=g)
     stimulus = torch.randn(1, 3, 4, 16, 16, generator=g)
     with FeatureTaps(tiny_net) as taps:

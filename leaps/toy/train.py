@@ -98,7 +98,8 @@ def evaluate_fgsm(model: nn.Module, data: ToyVideos, eps: float, clips: int = 20
                   seed: int = 0) -> float:
     """Top-1 of ``model`` (eval mode) on the first ``clips`` items of ``data`` under FGSM-RS ``eps``."""
     gen = torch.Generator().manual_seed(seed + 3)
-    return evaluate(model, data, batch, clips, attack=lambda videos, labels: fgsm_perturb(model, videos, labels, eps, gen))
+    return evaluate(model, data, batch, clips,
+                    attack=lambda videos, labels: fgsm_perturb(model, videos, labels, eps, gen))
 
 
 @torch.no_grad()
