@@ -48,7 +48,7 @@ def run(models: list[str] | str, out: str | Path, **options) -> SweepReport:
     models = [models] if isinstance(models, str) else list(models)
     inversion_fields = {f.name for f in dataclasses.fields(InversionConfig)}
     config = dict(options.pop("config", {}) or {})
-    config.update({k: options.pop(k) for k in list(options) if k in inversion_fields and k != "seed"})
+    config.update({k: options.pop(k) for k in list(options) if k in inversion_fields and k not in ("seed", "progress")})
     if "seed" in options:
         options["seeds"] = [options.pop("seed")]
     try:
