@@ -96,7 +96,8 @@ def main(argv=None) -> int:
             rows.append((f"sweep CLI, {w} worker{'s' if w > 1 else ''}", sweep_cli(args, w, Path(tmp) / f"cli{w}")))
 
     print(f"{args.model} + toy_x3d, {videos} videos, x* {args.frames} x {args.size}^2, {args.steps} steps, "
-          f"batch {args.batch}, {args.threads} CPU thread(s) per worker, {os.cpu_count()} cores, torch {torch.__version__}")
+          f"batch {args.batch}, {args.threads} CPU thread(s) per worker, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}")
     print("| row | wall s | videos/h | overhead vs bare |")
     print("|---|---|---|---|")
     bare = rows[0][1]

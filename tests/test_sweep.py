@@ -13,8 +13,8 @@ from leaps.sweep import cli
 from leaps.sweep.__main__ import main
 from leaps.sweep.manifest import read_records
 from leaps.sweep.sharding import Placement, balance, my_batches, placement_from_env
-from leaps.sweep.summary import ALL, summarize_records
-from leaps.toy.data import TOY_CLASSES, generate
+from leaps.sweep.summary import ALL
+from leaps.toy.data import generate
 from leaps.video import write_video
 
 TINY = dict(size=16, frames=4, steps=2, progress=False)

@@ -54,7 +54,7 @@ def prediction(probs: torch.Tensor | None, target: int) -> dict:
     return {
         "top1": int(top.indices[0]),
         "correct": int(top.indices[0]) == target,
-        "top5": [[int(i), round(float(v), PROB_DIGITS)] for v, i in zip(top.values, top.indices)],
+        "top5": [[int(i), round(float(v), PROB_DIGITS)] for v, i in zip(top.values, top.indices, strict=True)],
         "probs": [round(float(v), PROB_DIGITS) for v in p],
     }
 

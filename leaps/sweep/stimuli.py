@@ -81,7 +81,8 @@ def toy_stimuli(source: str, class_names: list[str]) -> list[Stimulus]:
     if len(parts) == 2:
         parts = [parts[0], "test", parts[1]]
     if len(parts) != 3 or parts[1] not in ("train", "val", "test") or not parts[2].isdigit() or int(parts[2]) < 1:
-        raise StimulusSetError(f"toy stimulus set must be toy:SPLIT:N (SPLIT train, val or test; N >= 1), got {source!r}")
+        raise StimulusSetError(f"toy stimulus set must be toy:SPLIT:N (SPLIT train, val or test; N >= 1), "
+                               f"got {source!r}")
     if list(class_names) != list(TOY_CLASSES):
         raise StimulusSetError(f"{source} holds toy-world classes, but the model has other classes (use a toy_* model)")
     split, count = parts[1], int(parts[2])

@@ -130,13 +130,14 @@ def to_markdown(summary: dict) -> str:
             cells = []
             for method in methods:
                 r = per_class.get((cls, method))
-                cells.append("-" if r is None else f"{_pct(r['top1_model'])} / {_pct(r['top1_verifier'])} ({r['videos']})")
+                cells.append("-" if r is None
+                             else f"{_pct(r['top1_model'])} / {_pct(r['top1_verifier'])} ({r['videos']})")
             lines.append(f"| {_md_escape(cls)} | " + " | ".join(cells) + " |")
     if summary["failures"]:
         lines += ["", f"## Failed jobs ({len(summary['failures'])})", "", "| job | model | method | class | reason |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {f['job_id']} | {f['model']} | {f['method']} | {_md_escape(f['class'])} | {_md_escape(f['reason'])} |"
-                  for f in summary["failures"]]
+        lines += [f"| {f['job_id']} | {f['model']} | {f['method']} | {_md_escape(f['class'])} "
+                  f"| {_md_escape(f['reason'])} |" for f in summary["failures"]]
     return "\n".join(lines) + "\n"
 
 
