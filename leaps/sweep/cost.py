@@ -35,8 +35,9 @@ H100_FAST = {
 }
 #: Models without a measurement: a ResNet-50-sized network, 1.5x slow_r50 to stay on the safe side.
 UNMEASURED = StepTime(1.5 * 68.7, 16, 8, 224, "unmeasured: 1.5x slow_r50 on an H100")
-#: The toy networks on a CPU (2 cores), LEAPS with toy_x3d, 8 x 64^2, B=10 (benchmarks/sweep.py).
-TOY_CPU = StepTime(150.0, 10, 8, 64, "toy on 2 CPU cores")
+#: The toy networks on one CPU thread, LEAPS with toy_x3d, 8 x 32^2, B=4: 32 videos of 40 steps in 18 s
+#: (benchmarks/sweep.py, sweep API row, on a busy 2-core machine).
+TOY_CPU = StepTime(57.0, 4, 8, 32, "toy_r3d + toy_x3d on 1 CPU thread")
 #: The plain eager step (no --fast) is about this much slower on a GPU (Table 4: 96 vs 69 ms at B=16).
 EAGER_FACTOR = 1.4
 #: The baselines run one network (no verifier, no priming): about half a LEAPS step.
