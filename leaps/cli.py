@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     demo.add_argument("--seed", type=int, default=0, help="seed of x*'s noise and augmentation (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from .sweep.cli import add_summarize_parser, add_sweep_parser
+
+    add_sweep_parser(sub)
+    add_summarize_parser(sub)
     return parser
 
 
@@ -350,7 +355,20 @@ def cmd_demo(args) -> int:
                     target=args.target, seed=args.seed)
 
 
-COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo}
+def cmd_sweep(args) -> int:
+    from .sweep.cli import cmd_sweep as sweep
+
+    return sweep(args)
+
+
+def cmd_summarize(args) -> int:
+    from .sweep.cli import cmd_summarize as summarize
+
+    return summarize(args)
+
+
+COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo, "sweep": cmd_sweep,
+            "summarize": cmd_summarize}
 
 
 def main(argv: list[str] | None = None) -> int:
