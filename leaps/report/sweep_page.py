@@ -1,0 +1,3 @@
+"""placeholder"""
+def build(root, assets):
+    raise NotImplementedError
