@@ -32,13 +32,25 @@ max-width:100%}.card[hidden]{display:none}
 .bar.target .fill{background:#1a7f37}.bar .p{width:48px;text-align:right;font-variant-numeric:tabular-nums}
 .plot{max-width:100%;height:auto}.small{color:#57606a;font-size:.85em}.ok{color:#1a7f37}.bad{color:#cf222e}
 .controls{margin:8px 0;display:flex;gap:12px;flex-wrap:wrap;align-items:center}
-nav.toc a{margin-right:12px}
+nav.toc a{margin-right:12px;display:inline-block}figure{margin:8px 0}
 """
 
 # Filtering, sorting and paging of a gallery: cards carry data-* attributes, controls name the
 # attribute they filter on (data-filter) or sort by (data-sort). Hidden cards keep their lazy
 # images unloaded, so a gallery of thousands of videos only fetches one page.
 JS = """
+(function(){
+  var lazy = document.querySelectorAll('video[data-autoplay]');
+  if (lazy.length && 'IntersectionObserver' in window) {
+    var seen = new IntersectionObserver(function(entries){
+      entries.forEach(function(e){
+        if (e.isIntersecting) { e.target.preload = 'auto'; var p = e.target.play(); if (p) p.catch(function(){}); }
+        else e.target.pause();
+      });
+    });
+    lazy.forEach(function(v){ seen.observe(v); });
+  }
+})();
 (function(){
   document.querySelectorAll('[data-gallery]').forEach(function(gallery){
     var id = gallery.id, size = parseInt(gallery.getAttribute('data-page-size'), 10) || 48, page = 0;
@@ -94,6 +106,8 @@ def cell(value, digits: int = 4) -> str:
     """A value as HTML: Markup as is, numbers formatted, anything else escaped."""
     if isinstance(value, Markup):
         return value
+    if value is None:
+        return "–"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return escape.number(value, digits)
     return escape.text(value)
@@ -167,8 +181,9 @@ def animation(candidates: Sequence[Path], base: Path, alt: str, lazy: bool = Tru
         if not path.is_file():
             continue
         if path.suffix.lower() in (".mp4", ".webm", ".mov"):
-            preload = "none" if lazy else "auto"
-            return Markup(f'<video src="{escape.href(path, base)}" autoplay loop muted playsinline preload="{preload}" '
+            # A lazy video starts only when scrolled into view (the inline script plays it then).
+            play = 'preload="none" data-autoplay=""' if lazy else 'preload="auto" autoplay'
+            return Markup(f'<video src="{escape.href(path, base)}" {play} loop muted playsinline '
                           f'title="{escape.attr(alt)}"></video>')
         return image(path, base, alt, lazy=lazy)
     names = ", ".join(Path(p).name for p in candidates) or "no file recorded"

@@ -82,7 +82,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], p
                  xlabel: str, panels: Sequence[tuple[str, Mapping[str, Sequence[float]], str]] = ()) -> Path:
     """Horizontal grouped bars: ``groups`` on the y axis, one bar per series name; extra ``panels``
     (title, series, xlabel) share the groups and are drawn to the right."""
-    all_panels = [(title, series, xlabel), *panels]
+    all_panels = [p for p in [(title, series, xlabel), *panels] if _any_value(p[1])] or [(title, series, xlabel)]
     height = max(2.2, 0.28 * len(groups) * max(1, max(len(s) for _, s, _ in all_panels)) + 1.0)
     with _figure(path, 1, len(all_panels), size=(4.6 * len(all_panels), height)) as (_, axes):
         for ax, (name, data, label) in zip(axes.flat, all_panels):
@@ -100,6 +100,5 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], p
     return path
 
 
-def accuracy_bars(labels: Sequence[str], values: Sequence[float], path: Path, *, title: str) -> Path:
-    """Per-class accuracy (%) as horizontal bars, one per class."""
-    return grouped_bars(labels, {"top-1 %": values}, path, title=title, xlabel="top-1 (%)")
+def _any_value(series: Mapping[str, Sequence[float]]) -> bool:
+    return any(v == v for values in series.values() for v in _finite(values))
