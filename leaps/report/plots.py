@@ -73,7 +73,7 @@ def frame_statistics(ssim: Sequence[Sequence[float]], psnr: Sequence[Sequence[fl
                 ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, lw=1, label=label)
             ax.set_title(f"frame {name} (t, t+1)")
             ax.set_xlabel("frame pair t")
-        if 0 < len(labels) <= 12:
+        if 0 < len(labels) <= 12 and axes[0, 1].get_legend_handles_labels()[0]:
             axes[0, 1].legend(fontsize=7, loc="best")
     return path
 
