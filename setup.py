@@ -232,8 +232,9 @@ setup(
     install_requires=["torch>=2.4", "numpy", "av>=12", "tqdm"],
     extras_require={
         "zoo": ["torchvision", "pytorchvideo==0.1.5", "timm"],
-        "test": ["pytest", "pytest-benchmark"],
+        "test": ["pytest", "pytest-benchmark", "matplotlib"],
         "triton": ["triton"],
+        "report": ["matplotlib"],
     },
     entry_points={"console_scripts": ["leaps = leaps.cli:main"]},
     ext_modules=ext_modules,
