@@ -257,7 +257,8 @@ class InversionResult:
                 summary.append(f"top-1 of the {label}: {100 * value:.1f}%")
         more = f" (first {shown} of {len(self.video)} videos shown)" if shown < len(self.video) else ""
         steps = len(self.history.get(TOTAL, []))
-        header = f"<div><b>InversionResult</b>: {len(self.video)} video(s), {steps} steps; {'; '.join(summary)}{more}</div>"
+        header = (f"<div><b>InversionResult</b>: {len(self.video)} video(s), {steps} steps; "
+                  f"{'; '.join(summary)}{more}</div>")
         return f"<div>{header}{''.join(cells)}</div>"
 
     @staticmethod

@@ -165,5 +165,6 @@ def _kernels(payload: dict, entry: BenchFile) -> None:
                           graph_ms=as_float(r.get("graph_ms")), gbps=as_float(r.get("gbps")),
                           speedup=as_float(r.get("speedup")), check=_check(r.get("check")))
                 for r in map(as_dict, as_list(result.get("rows")))]
-        entry.settings.append(KernelSetting(f"{geometry}, B={result.get('batch', '?')}", str(payload.get("device", "?")),
-                                            rows, as_dict(result.get("skipped"))))
+        label = f"{geometry}, B={result.get('batch', '?')}"
+        device = str(payload.get("device", "?"))
+        entry.settings.append(KernelSetting(label, device, rows, as_dict(result.get("skipped"))))

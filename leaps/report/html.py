@@ -71,7 +71,8 @@ JS = """
       page = Math.min(Math.max(page, 0), pages - 1);
       cards.forEach(function(card){ card.hidden = true; });
       shown.slice(page * size, (page + 1) * size).forEach(function(card){ card.hidden = false; });
-      if (info) info.textContent = shown.length + ' of ' + cards.length + ' videos, page ' + (page + 1) + ' of ' + pages;
+      if (info) info.textContent = shown.length + ' of ' + cards.length + ' videos, page ' + (page + 1) +
+                                   ' of ' + pages;
     }
     function sort(key, descending){
       cards.sort(function(a, b){
@@ -200,7 +201,8 @@ def bars(items: Sequence[tuple[str, float]], highlight: str | None = None, title
     for label, p in items:
         width = max(0.0, min(1.0, p)) * 100 if isinstance(p, (int, float)) and p == p else 0.0
         mark = " target" if highlight is not None and label == highlight else ""
-        rows.append(f'<div class="bar{mark}"><span class="label" title="{escape.attr(label)}">{escape.text(label)}</span>'
+        rows.append(f'<div class="bar{mark}">'
+                    f'<span class="label" title="{escape.attr(label)}">{escape.text(label)}</span>'
                     f'<span class="track"><span class="fill" style="display:block;width:{width:.1f}%"></span></span>'
                     f'<span class="p">{escape.percent(p)}</span></div>')
     return Markup(f'<div class="bars">{"".join(rows)}</div>')
@@ -215,7 +217,8 @@ def select(gallery: str, label: str, values: Iterable[str], *, filter_key: str =
     else:
         options = "".join(f'<option value="{escape.attr(v)}">{escape.text(text)}</option>' for v, text in sort_options)
         role = 'data-sort=""'
-    return Markup(f'<label>{escape.text(label)} <select data-for="{escape.attr(gallery)}" {role}>{options}</select></label>')
+    return Markup(f'<label>{escape.text(label)} '
+                  f'<select data-for="{escape.attr(gallery)}" {role}>{options}</select></label>')
 
 
 def pager(gallery: str) -> Markup:

@@ -127,4 +127,5 @@ def _card(r: Record, root: Path) -> str:
     attrs = (f'data-class="{escape.attr(r.class_name)}" data-model="{escape.attr(r.model)}" '
              f'data-method="{escape.attr(r.method)}" data-vprob="{escape.attr(_sort_key(r.verifier_prob))}" '
              f'data-mprob="{escape.attr(_sort_key(r.model_prob))}"')
-    return f'<div class="card" {attrs}><div class="media"><figure>{media}</figure><div class="small">{lines}</div></div></div>'
+    return (f'<div class="card" {attrs}><div class="media"><figure>{media}</figure>'
+            f'<div class="small">{lines}</div></div></div>')
