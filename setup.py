@@ -240,8 +240,9 @@ setup(
     install_requires=["torch>=2.4", "numpy", "av>=12", "tqdm"],
     extras_require={
         "zoo": ["torchvision", "pytorchvideo==0.1.5", "timm"],
-        "test": ["pytest", "pytest-benchmark", "ruff"],
+        "test": ["pytest", "pytest-benchmark", "ruff", "matplotlib"],
         "triton": ["triton"],
+        "report": ["matplotlib"],
     },
     entry_points={"console_scripts": ["leaps = leaps.cli:main"]},
     ext_modules=ext_modules,

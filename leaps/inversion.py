@@ -121,6 +121,11 @@ class InversionResult:
     model_probs: torch.Tensor | None = None
     verifier_probs: torch.Tensor | None = None
     config: InversionConfig | None = None
+    # Registry specs of the networks (names, class names, preset) for save() and the report.
+    model_spec: Any = None
+    verifier_spec: Any = None
+    # What primed each video (paths, or None for tensors), recorded by save() for the report.
+    stimuli: list | None = None
 
     def top1(self, which: str = "model") -> float | None:
         """Fraction of videos the model (or verifier) classifies as their target."""
@@ -140,8 +145,47 @@ class InversionResult:
             "frame_psnr": [frame_psnr(v).tolist() for v in self.video],
         }
 
+    REPR_MAX_VIDEOS = 16  # notebook view: videos shown, long side in px (not dataclass fields)
+    REPR_SIZE = 112
+
+    def class_names(self, which: str = "model") -> list[str] | None:
+        """The class names of the model (or verifier): from its spec, else Kinetics-400 for 400
+        classes, else None."""
+        spec = self.model_spec if which == "model" else self.verifier_spec
+        names = getattr(spec, "class_names", None)
+        if names:
+            return list(names)
+        probs = self.model_probs if which == "model" else self.verifier_probs
+        if probs is not None and probs.shape[-1] == 400:
+            from .classes import kinetics400_classes
+
+            return list(kinetics400_classes())
+        return None
+
+    def top5(self, which: str = "model") -> list[list[dict]] | None:
+        """Per video, the 5 most probable classes of the model (or verifier): index, name, prob."""
+        probs = self.model_probs if which == "model" else self.verifier_probs
+        if probs is None:
+            return None
+        names = self.class_names(which)
+        values, indices = probs.float().topk(min(5, probs.shape[-1]), dim=-1)
+        return [
+            [{"index": int(i), "name": names[int(i)] if names and int(i) < len(names) else None, "prob": float(p)}
+             for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)
+        ]
+
+    def target_names(self) -> list[str | None]:
+        names = self.class_names("model")
+        return [names[t] if names and 0 <= t < len(names) else None for t in self.targets]
+
     def save(self, out_dir: str | Path, stem: str = "leaps", fps: int = 8) -> dict[str, Path]:
-        """Write the videos (mp4, gif), a contact sheet and history.json; returns the paths."""
+        """Write the videos (mp4, gif), a contact sheet and history.json; returns the paths.
+
+        history.json holds the targets, top-1s, frame statistics and loss history, and for the
+        report (``leaps report``): target names, each video's top-5 of the model and verifier,
+        the config with the preset it resolved to, the networks and the environment.
+        """
         from .video import save_outputs, write_contact_sheet
         from ._atomic import atomic_write_text
 
@@ -156,10 +200,116 @@ class InversionResult:
             "top1_verifier": self.top1("verifier"),
             **self.frame_statistics(),
             "history": self.history,
+            "target_names": self.target_names(),
+            "top5_model": self.top5("model"),
+            "top5_verifier": self.top5("verifier"),
+            "model": self._spec_summary(self.model_spec),
+            "verifier": self._spec_summary(self.verifier_spec),
+            "config": self._config_summary(self.config),
+            "preset": self._resolved_preset(),
+            "stimuli": [str(s) if isinstance(s, (str, Path)) else None for s in self.stimuli] if self.stimuli else None,
+            "files": {key: path.name for key, path in paths.items()},
+            "fps": fps,
+            "environment": self._environment(),
         }
         paths["history"] = out / f"{stem}_history.json"
-        atomic_write_text(paths["history"], json.dumps(summary, indent=1))
+        atomic_write_text(paths["history"], json.dumps(summary, indent=1, default=str))
         return paths
+
+    def _resolved_preset(self) -> dict | None:
+        """The (lambda_1, lambda_L, r) the objective used: the config's values over the model's preset."""
+        if self.config is None:
+            return None
+        lambda_first, lambda_last, r = _preset(self.config, self.model_spec)
+        spec_name = getattr(self.model_spec, "name", None)
+        source = f"preset of {spec_name}" if getattr(self.model_spec, "preset", None) is not None else "library default"
+        overridden = [k for k in ("lambda_first", "lambda_last", "r") if getattr(self.config, k) is not None]
+        return {"lambda_first": lambda_first, "lambda_last": lambda_last, "r": r, "source": source,
+                "overridden": overridden}
+
+    def _repr_html_(self) -> str:
+        """Notebook view: each video as a small animated gif (inline) with its target and top-1 lines."""
+        import base64
+        import html
+
+        names = self.target_names()
+        model_top = self.top5("model") or []
+        verifier_top = self.top5("verifier") or []
+        cells = []
+        shown = min(len(self.video), self.REPR_MAX_VIDEOS)
+        for i in range(shown):
+            gif = base64.b64encode(self._small_gif(self.video[i])).decode("ascii")
+            target = names[i] if names[i] is not None else f"class {self.targets[i]}"
+            lines = [f"<b>{html.escape(str(target))}</b>"]
+            for label, top in (("model", model_top), ("verifier", verifier_top)):
+                if i < len(top) and top[i]:
+                    best = top[i][0]
+                    name = best["name"] if best["name"] is not None else f"class {best['index']}"
+                    mark = "&#10003;" if best["index"] == self.targets[i] else "&#10007;"
+                    lines.append(f"{label} top-1: {html.escape(str(name))} ({100 * best['prob']:.1f}%) {mark}")
+            cells.append(f'<div style="display:inline-block;margin:4px;vertical-align:top;font-size:12px">'
+                         f'<img src="data:image/gif;base64,{gif}" style="width:112px;image-rendering:pixelated"><br>'
+                         + "<br>".join(lines) + "</div>")
+        summary = []
+        for label in ("model", "verifier"):
+            value = self.top1(label)
+            if value is not None:
+                summary.append(f"top-1 of the {label}: {100 * value:.1f}%")
+        more = f" (first {shown} of {len(self.video)} videos shown)" if shown < len(self.video) else ""
+        steps = len(self.history.get(TOTAL, []))
+        header = (f"<div><b>InversionResult</b>: {len(self.video)} video(s), {steps} steps; "
+                  f"{'; '.join(summary)}{more}</div>")
+        return f"<div>{header}{''.join(cells)}</div>"
+
+    @staticmethod
+    def _small_gif(video: torch.Tensor) -> bytes:
+        """One 3 x T x H x W video in [0, 1] as gif bytes, at most 112 px on its long side."""
+        import tempfile
+
+        from .video import write_video
+
+        if max(video.shape[-2:]) > InversionResult.REPR_SIZE:
+            scale = InversionResult.REPR_SIZE / max(video.shape[-2:])
+            size = (video.shape[1], max(2, round(video.shape[2] * scale)), max(2, round(video.shape[3] * scale)))
+            video = F.interpolate(video[None].float(), size=size, mode="trilinear", align_corners=False)[0].clamp(0, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            return write_video(video, Path(tmp) / "video.gif", fps=8).read_bytes()
+
+    @staticmethod
+    def _spec_summary(spec) -> dict | None:
+        if spec is None:
+            return None
+        return {"name": getattr(spec, "name", None), "title": getattr(spec, "title", None),
+                "frames": getattr(spec, "frames", None), "size": getattr(spec, "size", None)}
+
+    @staticmethod
+    def _config_summary(config) -> dict | None:
+        import dataclasses
+
+        return dataclasses.asdict(config) if config is not None else None
+
+    @staticmethod
+    def _environment() -> dict:
+        """Versions and hardware that produced the result (for the report's environment table)."""
+        import importlib.metadata
+        import platform
+
+        def version(name):
+            try:
+                return importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                return None
+
+        return {
+            "leaps": version("leaps"),
+            "torch": torch.__version__,
+            "torchvision": version("torchvision"),
+            "numpy": version("numpy"),
+            "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        }
 
 
 # --------------------------------------------------------------------------------------------
