@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     add_summarize_parser(sub)
+
+    from .report.cli import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -279,7 +283,17 @@ def cmd_invert(args) -> int:
     model = build(spec, model_source)
     verifier = build(verifier_spec, verifier_source) if verifier_spec is not None else None
     return _run(lambda: inversion.invert(model, targets, stimuli, verifier, config, spec=spec,
-                                         verifier_spec=verifier_spec), out)
+                                         verifier_spec=verifier_spec), out, _stimulus_paths(args, len(targets)))
+
+
+def _stimulus_paths(args, videos: int) -> list | None:
+    """The stimulus file of each synthesised video, for the report (None with multi-stimuli priming)."""
+    given = args.stimulus or []
+    if len(given) == 1:
+        return given * videos
+    if given and len(given) == len(args.target):
+        return [s for s in given for _ in range(args.batch)]
+    return None
 
 
 def _save(save_to, out: Path) -> tuple[dict, str | None]:
@@ -294,7 +308,7 @@ def _save(save_to, out: Path) -> tuple[dict, str | None]:
         return save_to(rescue), f"cannot save to {out} ({exc}); saved the result to {rescue} instead"
 
 
-def _run(invert_fn, out: Path) -> int:
+def _run(invert_fn, out: Path, stimuli: list | None = None) -> int:
     """Run an inversion, save its outputs and print a summary; keep the last finite video on NaN."""
     from .video import save_outputs
 
@@ -316,13 +330,26 @@ def _run(invert_fn, out: Path) -> int:
     print(f"top-1 of the inverted model: {100 * result.top1('model'):.1f}%")
     if result.verifier_probs is not None:
         print(f"top-1 of the verifier:       {100 * result.top1('verifier'):.1f}%")
+    if stimuli is not None and result.stimuli is None:
+        result.stimuli = stimuli
     paths, problem = _save(result.save, out)
     for key in ("mp4", "gif", "png", "history"):
         if key in paths:
             print(f"wrote {paths[key]}")
     if problem:
         raise OutputError(problem)
+    _write_report(out)
     return 0
+
+
+def _write_report(out: Path) -> None:
+    """The run's report.html; a report that cannot be made is a warning, never a lost run."""
+    from .report import write_report
+
+    try:
+        print(f"wrote {write_report(out)}")
+    except Exception as exc:  # noqa: BLE001 - the videos are saved; the page is a convenience
+        _warn(f"no report.html: {type(exc).__name__}: {exc}")
 
 
 def cmd_models(_args) -> int:
@@ -367,8 +394,14 @@ def cmd_summarize(args) -> int:
     return summarize(args)
 
 
+def cmd_report(args) -> int:
+    from .report.cli import cmd_report as report
+
+    return report(args)
+
+
 COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo, "sweep": cmd_sweep,
-            "summarize": cmd_summarize}
+            "summarize": cmd_summarize, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

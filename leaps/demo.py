@@ -95,23 +95,11 @@ def demo_networks(device) -> tuple:
     return build_model(DEMO_MODEL, pretrained=True).to(device), build_model(DEMO_VERIFIER, pretrained=True).to(device)
 
 
-def _predictions(probs, targets) -> list[tuple[float, int]]:
-    """Per video: (probability of its target, top-1 class)."""
-    return [(float(p[t]), int(p.argmax())) for p, t in zip(probs, targets)]
-
-
 def sheet_labels(result, class_names) -> list[str]:
-    """One label per row of the contact sheet: the target, and the model's / verifier's confidence in it.
+    """One label per row of the contact sheet (see :func:`leaps.inversion.contact_sheet_labels`)."""
+    from .inversion import contact_sheet_labels
 
-    A network whose top-1 is another class has that class named after its confidence.
-    """
-    labels = [[class_names[t]] for t in result.targets]
-    for who, probs in (("model", result.model_probs), ("verifier", result.verifier_probs)):
-        if probs is None:
-            continue
-        for lines, t, (p, top) in zip(labels, result.targets, _predictions(probs, result.targets)):
-            lines.append(f"{who} {p:.2f}" + ("" if top == t else f" -> {class_names[top]}"))
-    return ["\n".join(lines) for lines in labels]
+    return contact_sheet_labels(result.targets, result.model_probs, result.verifier_probs, class_names)
 
 
 def class_report(result, class_names) -> list[str]:

@@ -103,6 +103,24 @@ def _device_of(module: nn.Module) -> torch.device:
 # results
 # --------------------------------------------------------------------------------------------
 
+def contact_sheet_labels(targets, model_probs, verifier_probs, class_names) -> list[str]:
+    """One label per row of a contact sheet: the target, and the model's / verifier's confidence in it.
+
+    A network whose top-1 is another class has that class named after its confidence.
+    """
+    def name(c: int) -> str:
+        return class_names[c] if class_names and 0 <= c < len(class_names) else f"class {c}"
+
+    labels = [[name(t)] for t in targets]
+    for who, probs in (("model", model_probs), ("verifier", verifier_probs)):
+        if probs is None:
+            continue
+        for lines, t, p in zip(labels, targets, probs):
+            top = int(p.argmax())
+            lines.append(f"{who} {float(p[t]):.2f}" + ("" if top == t else f" -> {name(top)}"))
+    return ["\n".join(lines) for lines in labels]
+
+
 @dataclass
 class InversionResult:
     """What an inversion produced.
@@ -186,11 +204,14 @@ class InversionResult:
         report (``leaps report``): target names, each video's top-5 of the model and verifier,
         the config with the preset it resolved to, the networks and the environment.
         """
-        from .video import save_outputs, write_contact_sheet
         from ._atomic import atomic_write_text
+        from .video import run_metadata, save_outputs, write_contact_sheet
 
         out = Path(out_dir)
-        paths = save_outputs(self.video, out, stem=stem, fps=fps)
+        labels = contact_sheet_labels(self.targets, self.model_probs, self.verifier_probs, self.class_names())
+        metadata = run_metadata(self.config, model=getattr(self.model_spec, "name", None),
+                                verifier=getattr(self.verifier_spec, "name", None), targets=self.targets)
+        paths = save_outputs(self.video, out, stem=stem, fps=fps, labels=labels, metadata=metadata)
         for step, snap in self.snapshots:
             paths[f"snapshot_{step}"] = out / f"{stem}_step{step:05d}.png"
             write_contact_sheet(snap, paths[f"snapshot_{step}"])
@@ -694,6 +715,8 @@ class Inverter:
             model_probs=_probs(self.net, final),
             verifier_probs=_probs(ver, _renormalise(final, self.net, ver)) if ver is not None else None,
             config=self.cfg,
+            model_spec=self.net.spec,
+            verifier_spec=ver.spec if ver is not None else None,
         )
 
 

@@ -113,7 +113,38 @@ def _correct(top1, raw: dict, target, class_name: str) -> bool | None:
     return str(value) == class_name
 
 
+def _class_name(model, index) -> object:
+    """A class index as its name where the model is registered (leaps sweep records store indices)."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        return index
+    try:
+        from leaps.classes import kinetics400_classes
+        from leaps.models import get_spec
+
+        names = get_spec(str(model)).class_names or kinetics400_classes()
+        return names[index] if 0 <= index < len(names) else index
+    except Exception:  # noqa: BLE001 - an unknown model or class list: show the index
+        return index
+
+
+def _flatten_predictions(raw: dict, verifier: object) -> dict:
+    """``leaps sweep`` nests predictions as ``{"model_pred": {"top1", "probs", "correct"}}``: flatten them."""
+    raw = dict(raw)
+    for who, network in (("model", raw.get("model")), ("verifier", verifier)):
+        pred = raw.get(f"{who}_pred")
+        if not isinstance(pred, dict):
+            continue
+        top1, probs = pred.get("top1"), pred.get("probs")
+        raw.setdefault(f"{who}_top1", _class_name(network, top1))
+        if isinstance(probs, list) and isinstance(top1, int) and 0 <= top1 < len(probs):
+            raw.setdefault(f"{who}_prob", probs[top1])
+        if isinstance(pred.get("correct"), bool):
+            raw.setdefault(f"{who}_correct", pred["correct"])
+    return raw
+
+
 def _record(raw: dict, root: Path) -> Record:
+    raw = _flatten_predictions(raw, raw.get("verifier"))
     target = raw.get("target") if isinstance(raw.get("target"), int) and not isinstance(raw.get("target"), bool) \
         else None
     class_name = _text(raw.get("class_name"), f"class {target}" if target is not None else "?")
