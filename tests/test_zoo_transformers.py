@@ -12,12 +12,14 @@ from leaps import losses
 from leaps.errors import ShapeError
 from leaps.models import build_model, get_spec
 from leaps.models.mvit_b import torchvision_to_slowfast
-from leaps.models.transformer_zoo import mvit_v2_b_spec, timesformer_spec
+from leaps.models.transformer_zoo import mvit_v2_b_spec, timesformer_spec, uniformerv2_spec
 from leaps.taps import SPACE_MAJOR, FeatureLayout, FeatureTaps
 
 TINY = {
     "timesformer": timesformer_spec("timesformer_tiny", img_size=32, patch=8, frames=8, dim=32, depth=2, heads=2),
     "mvit_v2_b": mvit_v2_b_spec("mvit_v2_b_tiny", frames=8, size=32, stage_depths=(1, 1, 1, 1), dim=8),
+    "uniformerv2": uniformerv2_spec("uniformerv2_tiny", input_resolution=32, patch_size=8, width=32, layers=2,
+                                    heads=2, return_list=(0, 1), n_dim=32, n_head=2),
 }
 
 
@@ -27,7 +29,8 @@ def _count(name: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name, millions", [("timesformer", 121.6), ("mvit_v2_b", 51.2)])
+@pytest.mark.parametrize("name, millions", [("timesformer", 121.6), ("mvit_v2_b", 51.2), ("uniformerv2_b16", 114.6),
+                                            ("uniformerv2_l14", 354.1)])
 def test_full_size_parameter_counts(name, millions):
     assert round(_count(name) / 1e6, 1) == millions
 
@@ -40,6 +43,9 @@ def test_specs_carry_table_s1_presets_and_native_input():
     assert tsf.mean == (0.45,) * 3 and tsf.std == (0.225,) * 3
     assert tsf.token_grid((8, 224, 224)) == (8, 196) and mvit.token_grid((32, 224, 224)) == (16, 49)
     assert not tsf.ships_weights and tsf.hub is None and mvit.hub is None
+    uni_b, uni_l = get_spec("uniformerv2_b16"), get_spec("uniformerv2_l14")
+    assert (uni_b.preset.lambda_last, uni_b.preset.r) == (0.2, 2.5e-3) and (uni_l.preset.lambda_last, uni_l.preset.r) == (0.1, 1e-3)
+    assert uni_b.input_geometry == uni_l.input_geometry == (8, 224, 224)
 
 
 # ---------------------------------------------------------------- official checkpoint layouts
@@ -78,6 +84,38 @@ def test_mvit_v2_b_loads_a_slowfast_checkpoint(tmp_path):
     # a file already in torchvision's naming loads too
     torch.save(source.state_dict(), tmp_path / "tv.pth")
     build_model(TINY["mvit_v2_b"], weights=tmp_path / "tv.pth")
+
+
+def test_uniformerv2_loads_the_official_key_layout(tmp_path):
+    torch.manual_seed(0)
+    source = build_model(TINY["uniformerv2"])
+    official = source.state_dict()
+    for key in ("backbone.conv1.weight", "backbone.class_embedding", "backbone.positional_embedding",
+                "backbone.ln_pre.weight", "backbone.transformer.resblocks.1.attn.in_proj_weight",
+                "backbone.transformer.resblocks.1.attn.out_proj.weight", "backbone.transformer.resblocks.1.ln_1.bias",
+                "backbone.transformer.resblocks.1.mlp.c_fc.weight", "backbone.transformer.resblocks.1.mlp.c_proj.bias",
+                "backbone.transformer.temporal_cls_token", "backbone.transformer.dpe.1.weight",
+                "backbone.transformer.dec.1.ln_3.weight", "backbone.transformer.dec.1.attn.in_proj_bias",
+                "backbone.transformer.balance", "backbone.transformer.proj.0.weight",
+                "backbone.transformer.proj.2.weight"):
+        assert key in official
+    assert official["backbone.conv1.weight"].shape == (32, 3, 1, 8, 8)  # no temporal downsampling
+    path = tmp_path / "k400_k710_uniformerv2_b16_8x224.pyth"
+    torch.save({"model_state": official, "epoch": 5}, path)
+    loaded = build_model(TINY["uniformerv2"], weights=path)
+    for k, v in official.items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_uniformerv2_coherence_reads_the_last_block_frames():
+    model = build_model(TINY["uniformerv2"])
+    with FeatureTaps(model) as taps:
+        model(_videos(2, 3))
+        assert taps.last()[2].shape == (2, 32)  # the head's norm: no time axis left
+        name, _, z, _ = taps.coherence_input()
+        tokens, grid, _ = taps.coherence_frames()
+    assert name == "backbone.transformer.resblocks.1.ln_2" and z.shape == (17, 16, 32)
+    assert grid == (8, 16) and torch.equal(tokens.reshape(2, 8, 16, 32)[1, 6], z[1:, 1 * 8 + 6])
 
 
 def test_converted_checkpoint_errors_name_the_keys(tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import partial
 
 from leaps.models.registry import ModelSpec, Preset, register
-from leaps.taps import SPACE_MAJOR, FeatureLayout
+from leaps.taps import FRAME_ROWS, SPACE_MAJOR, FeatureLayout
 
 SLOWFAST_MEAN = (0.45, 0.45, 0.45)
 SLOWFAST_STD = (0.225, 0.225, 0.225)
@@ -94,7 +94,50 @@ def mvit_v2_b_spec(name: str = "mvit_v2_b", *, frames: int = 32, size: int = 224
     )
 
 
-SPECS = (timesformer_spec(), mvit_v2_b_spec())
+#: (UniFormerV2's Kinetics configs keep SlowFast's default DATA.MEAN / DATA.STD as well.)
+#: UniFormerV2 runs its backbone sequence-first with a class token per frame, (1+HW) x (B*T) x C;
+#: ln_pre is batch-first over (B*T) rows; the decoder's norms see 1 x B x C queries and
+#: (T*(1+HW)) x B x C keys; the head's norm B x C (no time axis: R_coh reads the last block's ln_2).
+UNIFORMERV2_LAYOUTS = (
+    ("backbone.ln_pre", FeatureLayout()),
+    ("backbone.transformer.resblocks.*", FeatureLayout(batch_axis=1, token_order=FRAME_ROWS, extra_tokens=1)),
+    ("backbone.transformer.dec.*", FeatureLayout(batch_axis=1)),
+    ("backbone.transformer.proj.*", FeatureLayout()),
+)
+UNIFORMERV2_URL = "https://github.com/OpenGVLab/UniFormerV2/blob/main/MODEL_ZOO.md"
+_UNIFORMERV2 = {  # registry name: (title, arch key, preset)
+    "uniformerv2_b16": ("UniFormerV2-B/16", "b16", Preset(1.0, 0.2, 2.5e-3)),
+    "uniformerv2_l14": ("UniFormerV2-L/14", "l14", Preset(1.0, 0.1, 1e-3)),
+}
+
+
+def _build_uniformerv2(num_classes: int, **arch):
+    from leaps.models.uniformerv2 import UniFormerV2
+
+    return UniFormerV2(num_classes, **arch)
+
+
+def uniformerv2_spec(name: str = "uniformerv2_b16", **overrides) -> ModelSpec:
+    """UniFormerV2-B/16 or -L/14 (K710 -> K400, 8 x 224^2); ``overrides`` change the architecture
+    (input_resolution, patch_size, width, layers, heads, t_size, return_list, n_dim, n_head)."""
+    from leaps.models.uniformerv2 import ARCHS  # plain data, no model library
+
+    base = name if name in _UNIFORMERV2 else "uniformerv2_b16"
+    title, key, preset = _UNIFORMERV2[base]
+    arch = {**ARCHS[key], **overrides}
+    return ModelSpec(
+        name=name, title=title, source="leaps", kind="transformer", frames=arch["t_size"],
+        size=arch["input_resolution"], fixed_size=True, mean=SLOWFAST_MEAN, std=SLOWFAST_STD, preset=preset,
+        builder=partial(_build_uniformerv2, **arch), hub=None, url=UNIFORMERV2_URL,
+        notes=f"built by leaps with the official parameter names (NO_LMHRA, no temporal downsampling, as the "
+        f"released K400 models); pass the official k400+k710 {key} 8x224 checkpoint (backbone.-prefixed keys, "
+        f"{UNIFORMERV2_URL}) with weights=PATH; R_coh reads the last backbone block's frames",
+        feature_layouts=UNIFORMERV2_LAYOUTS, coherence_layer="backbone.transformer.resblocks.*.ln_2",
+    )
+
+
+SPECS = (timesformer_spec(), mvit_v2_b_spec(), uniformerv2_spec("uniformerv2_b16"),
+         uniformerv2_spec("uniformerv2_l14"))
 
 for _s in SPECS:
     register(_s)
