@@ -170,8 +170,8 @@ class Priming(Term):
         n = len(self.layer_weights)
         taps = fwd.model_taps
         return losses.priming_loss_from_activations(
-            taps.activations()[:n], self.stimulus_means, self.layer_weights, self.distance,
-            channel_dims=taps.channel_dims()[:n], backend=self.backend,
+            taps.features()[:n], self.stimulus_means, self.layer_weights, self.distance,
+            channel_dims=taps.feature_dims()[:n], backend=self.backend,
         )
 
 
@@ -189,10 +189,13 @@ class TemporalCoherence(Term):
         self.margin, self.token_grid, self.spec, self.backend = margin, token_grid, spec, backend
 
     def __call__(self, fwd: Forward) -> Tensor:
-        _, module, z = fwd.model_taps.last()
+        # The layer is the model's last tapped one unless its spec names another; a declared
+        # layout (leaps.taps.FeatureLayout) turns it into time-major tokens with their grid.
+        _, _, z, layout = fwd.model_taps.coherence_input()
         grid = self.token_grid
-        if grid is None and z.dim() == 3 and self.spec is not None and getattr(self.spec, "token_grid", None):
+        if grid is None and (z.dim() == 3 or layout is not None) and getattr(self.spec, "token_grid", None):
             grid = self.spec.token_grid(tuple(fwd.x_model.shape[2:]))
+        z, grid, module = fwd.model_taps.coherence_frames(grid)
         if grid is None and z.dim() != 5:
             raise LeapsError(
                 f"cannot find the frames in the last layer's input of shape {tuple(z.shape)}: pass "

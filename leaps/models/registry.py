@@ -71,6 +71,16 @@ class ModelSpec:
     #: True when ``hub`` loads weights shipped inside the package (no network): the CLI loads
     #: them when no weights are given instead of inverting a randomly initialised network.
     ships_weights: bool = False
+    #: (layer-name pattern, :class:`leaps.taps.FeatureLayout`) for tapped layers whose input does not
+    #: hold the batch on axis 0 (folded rows, sequence-first tokens) or, for R_coh, whose tokens
+    #: are not time-major; first match wins, unmatched layers keep the default reading.
+    feature_layouts: tuple = ()
+    #: Name pattern of the layers R_coh may read (the deepest that ran is read); None: the last
+    #: tapped layer (right unless that layer has lost the time axis).
+    coherence_layer: str | None = None
+    #: Maps an official checkpoint's state dict to this builder's key names (e.g. SlowFast's MViT
+    #: keys to torchvision's); applied to ``weights=PATH`` files before they are loaded.
+    state_dict_converter: Callable[[dict], dict] | None = None
 
     @property
     def input_geometry(self) -> tuple[int, int, int]:
@@ -103,7 +113,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
 
 def _data(spec: ModelSpec) -> ModelSpec:
     # Callables compare by identity, so leave them out when comparing registrations.
-    return dataclasses.replace(spec, builder=None, hub=None, token_grid=None)
+    return dataclasses.replace(spec, builder=None, hub=None, token_grid=None, state_dict_converter=None)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -153,7 +163,9 @@ def build_model(
         model = _from_hub(spec, num_classes, trust_weights)
     else:
         model = spec.builder(num_classes)
-        if weights is not None:
+        if weights is not None and spec.state_dict_converter is not None:
+            load_converted_weights(model, weights, spec.state_dict_converter, trust_weights=trust_weights)
+        elif weights is not None:
             # only passed when asked for: load_weights of older leaps versions has no such keyword
             load_weights(model, weights, trust_weights=trust_weights)
     model.eval()
@@ -162,6 +174,22 @@ def build_model(
     model.leaps_spec = spec
     # Models with their own class list (the toy world) ignore the Kinetics default of 400.
     model.leaps_num_classes = len(spec.class_names) if spec.class_names and pretrained else num_classes
+    return model
+
+
+def load_converted_weights(model: nn.Module, path, converter: Callable[[dict], dict], *,
+                           trust_weights: bool = False) -> nn.Module:
+    """:func:`load_weights` for a checkpoint whose keys ``converter`` renames first (same checks, same errors)."""
+    from leaps.models import weights as _weights
+
+    shown = os.fspath(path)
+    state = _weights._extract_state_dict(_weights._read(path, trust_weights), shown)
+    for prefix in _weights._WRAPPER_PREFIXES:  # DataParallel / Lightning wrappers: off before renaming
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    state = converter(state)
+    _weights._check_fits(model, state, model.state_dict(), shown)
+    model.load_state_dict(state, strict=True)
     return model
 
 
