@@ -497,7 +497,7 @@ def test_invert_refuses_a_nan_stimulus_before_optimising(tiny_net):
 
     stimulus = torch.rand(3, 4, 16, 16)
     stimulus[0, 1, 2, 3] = float("nan")
-    with pytest.raises(VideoError, match="stimulus tensor of shape \\(3, 4, 16, 16\\) contains NaN") as info:
+    with pytest.raises(VideoError, match="stimulus 0 contains NaN") as info:
         leaps.invert(tiny_net, 0, stimulus, steps=2, frames=4, size=16, progress=False)
     assert not isinstance(info.value, NonFiniteLossError)
 
