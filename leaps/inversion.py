@@ -402,7 +402,8 @@ def _stimulus_features(model: Network, groups, cfg, device) -> list[torch.Tensor
         for g, group in enumerate(groups):
             if id(group) not in cache:
                 names = [f"stimulus {g}" if len(group) == 1 else f"stimulus {g}.{j}" for j in range(len(group))]
-                videos = torch.stack([_load_stimulus(s, cfg.frames, cfg.size, n) for s, n in zip(group, names)]).to(device)
+                videos = [_load_stimulus(s, cfg.frames, cfg.size, n) for s, n in zip(group, names)]
+                videos = torch.stack(videos).to(device)
                 model.module(model.fit((videos - model.mean) / model.std))
                 cache[id(group)] = [m.mean(0, keepdim=True) for m in taps.channel_means()]
             per_target.append(cache[id(group)])
@@ -693,7 +694,8 @@ class Inverter:
         from tqdm.auto import tqdm
 
         with self:
-            bar = tqdm(range(self.cfg.steps), disable=not self.cfg.progress, desc=self.cfg.objective, unit="step", leave=False)
+            bar = tqdm(range(self.cfg.steps), disable=not self.cfg.progress, desc=self.cfg.objective, unit="step",
+                       leave=False)
             for _ in bar:
                 value = self.step()
                 if value is not None:

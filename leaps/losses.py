@@ -179,7 +179,8 @@ def _priming_loss_reference(acts, stimulus_means, weights, distance: str, channe
 # R_coh, eq. (2)
 # --------------------------------------------------------------------------------------------
 
-def frames_view(z: torch.Tensor, token_grid: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+def frames_view(z: torch.Tensor, token_grid: tuple[int, int] | None = None,
+                channels_last: bool = False) -> torch.Tensor:
     """Reshape a last-layer activation to per-frame slices B x T' x F (F = features per frame).
 
     * B x C x T x H x W (CNNs): frame t is z[:, :, t].
@@ -205,7 +206,8 @@ def frames_view(z: torch.Tensor, token_grid: tuple[int, int] | None = None, chan
     return z.transpose(1, 2).reshape(z.shape[0], z.shape[2], -1)
 
 
-def frames_view_4d(z: torch.Tensor, token_grid: tuple[int, int] | None = None, channels_last: bool = False) -> torch.Tensor:
+def frames_view_4d(z: torch.Tensor, token_grid: tuple[int, int] | None = None,
+                   channels_last: bool = False) -> torch.Tensor:
     """Like :func:`frames_view`, as B x T' x P x Q with P*Q = F, a view wherever the layout allows.
 
     The fused kernels index frames through strides, so NCDHW (P = C, Q = H*W), channels_last_3d

@@ -154,7 +154,9 @@ class FeatureTaps:
         spec = getattr(model, "leaps_spec", None)
         if layouts is None:
             layouts = getattr(spec, "feature_layouts", ())
-        self.coherence_layer = coherence_layer if coherence_layer is not None else getattr(spec, "coherence_layer", None)
+        if coherence_layer is None:
+            coherence_layer = getattr(spec, "coherence_layer", None)
+        self.coherence_layer = coherence_layer
         patterns = tuple(layouts)
         self.layouts = [layout_for(name, patterns) for name, _ in self.layers]
         self._inputs: list[torch.Tensor | None] = [None] * len(self.layers)
@@ -261,7 +263,8 @@ class BatchNormTaps(FeatureTaps):
     """Taps on the BatchNorm layers with running statistics: the verifier side of eq. (3)."""
 
     def __init__(self, model: nn.Module):
-        layers = [(n, m) for n, m in norm_layers(model, BATCH_NORMS) if m.track_running_stats and m.running_mean is not None]
+        layers = [(n, m) for n, m in norm_layers(model, BATCH_NORMS)
+                  if m.track_running_stats and m.running_mean is not None]
         if not layers:
             raise VerifierError(
                 f"verifier {type(model).__name__} has no BatchNorm layers with running statistics; "

@@ -166,7 +166,8 @@ def test_total_variation_by_hand():
 @pytest.mark.parametrize("distance", ["jvs", "l1", "l2", "cos"])
 def test_priming_gradcheck(distance):
     torch.manual_seed(0)
-    fx = [torch.randn(2, 5, dtype=torch.float64, requires_grad=True), torch.randn(2, 3, dtype=torch.float64, requires_grad=True)]
+    fx = [torch.randn(2, 5, dtype=torch.float64, requires_grad=True),
+          torch.randn(2, 3, dtype=torch.float64, requires_grad=True)]
     fv = [torch.randn(1, 5, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)]
     assert torch.autograd.gradcheck(lambda a, b: losses.priming_loss([a, b], fv, [1.0, 0.4], distance), tuple(fx))
 
@@ -192,7 +193,8 @@ def test_bn_statistics_gradcheck():
     torch.manual_seed(2)
     a = torch.randn(2, 3, 2, 3, 2, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
-    rm, rv = [torch.randn(3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)], [torch.rand(3, dtype=torch.float64), torch.rand(4, dtype=torch.float64)]
+    rm = [torch.randn(3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)]
+    rv = [torch.rand(3, dtype=torch.float64), torch.rand(4, dtype=torch.float64)]
     assert torch.autograd.gradcheck(lambda x, y: losses.bn_statistics_loss([x, y], rm, rv), (a, b))
 
 
@@ -212,7 +214,8 @@ def _dispatch_cases():
     ]
 
 
-@pytest.mark.parametrize("fused_name,reference_name,call", _dispatch_cases(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("fused_name,reference_name,call", _dispatch_cases(),
+                         ids=lambda v: v if isinstance(v, str) else "")
 def test_each_term_dispatches_to_its_reference_or_the_fused_terms(monkeypatch, fused_name, reference_name, call):
     from leaps import fused_terms, ops
 

@@ -15,8 +15,7 @@ import torch
 
 import leaps
 from leaps.errors import LeapsError
-from leaps.report import ReportError, write_report
-from leaps.report import escape
+from leaps.report import ReportError, escape, write_report
 from leaps.report.cli import main as report_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_report import RESULTS, XSS, make_sweep, toy_inversion
 
 from leaps.report import escape, write_report
-
-from test_report import RESULTS, XSS, make_sweep, toy_inversion
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",

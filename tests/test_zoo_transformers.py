@@ -44,7 +44,8 @@ def test_specs_carry_table_s1_presets_and_native_input():
     assert tsf.token_grid((8, 224, 224)) == (8, 196) and mvit.token_grid((32, 224, 224)) == (16, 49)
     assert not tsf.ships_weights and tsf.hub is None and mvit.hub is None
     uni_b, uni_l = get_spec("uniformerv2_b16"), get_spec("uniformerv2_l14")
-    assert (uni_b.preset.lambda_last, uni_b.preset.r) == (0.2, 2.5e-3) and (uni_l.preset.lambda_last, uni_l.preset.r) == (0.1, 1e-3)
+    assert (uni_b.preset.lambda_last, uni_b.preset.r) == (0.2, 2.5e-3)
+    assert (uni_l.preset.lambda_last, uni_l.preset.r) == (0.1, 1e-3)
     assert uni_b.input_geometry == uni_l.input_geometry == (8, 224, 224)
 
 

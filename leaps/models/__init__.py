@@ -4,6 +4,10 @@ Importing this package registers the pytorchvideo, torchvision, toy and transfor
 library; they are imported only when a model is built.
 """
 
+from leaps.models import pytorchvideo_zoo as _pytorchvideo_zoo  # noqa: F401  (registers)
+from leaps.models import torchvision_zoo as _torchvision_zoo  # noqa: F401  (registers)
+from leaps.models import toy_zoo as _toy_zoo  # noqa: F401  (registers; loads no weights)
+from leaps.models import transformer_zoo as _transformer_zoo  # noqa: F401  (registers; imports no model library)
 from leaps.models.registry import (
     ModelSpec,
     Preset,
@@ -13,10 +17,6 @@ from leaps.models.registry import (
     register,
 )
 from leaps.models.weights import load_weights, save_weights
-from leaps.models import pytorchvideo_zoo as _pytorchvideo_zoo  # noqa: F401  (registers)
-from leaps.models import torchvision_zoo as _torchvision_zoo  # noqa: F401  (registers)
-from leaps.models import toy_zoo as _toy_zoo  # noqa: F401  (registers; loads no weights)
-from leaps.models import transformer_zoo as _transformer_zoo  # noqa: F401  (registers; imports no model library)
 
 __all__ = [
     "ModelSpec",

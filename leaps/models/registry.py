@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import http.client
+import inspect
 import os
 import socket
 import urllib.error

@@ -42,8 +42,9 @@ def run(models: list[str] | str, out: str | Path, **options) -> SweepReport:
 
     InversionConfig fields (``steps``, ``lr``, ``size`` ...) may be given directly as keywords.
     """
-    from leaps.config import InversionConfig
     import dataclasses
+
+    from leaps.config import InversionConfig
 
     models = [models] if isinstance(models, str) else list(models)
     inversion_fields = {f.name for f in dataclasses.fields(InversionConfig)}
