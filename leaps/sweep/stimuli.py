@@ -66,11 +66,16 @@ def load_stimulus_set(source: str, class_names: list[str]) -> list[Stimulus]:
     if path.is_dir():
         return folder_stimuli(path, class_names)
     if path.is_file():
-        if path.suffix.lower() == ".csv":
-            return csv_stimuli(path, class_names)
-        if path.suffix.lower() in (".jsonl", ".ndjson"):
-            return jsonl_stimuli(path, class_names)
-        raise StimulusSetError(f"stimulus manifest {path} must be .csv or .jsonl")
+        readers = {".csv": csv_stimuli, ".jsonl": jsonl_stimuli, ".ndjson": jsonl_stimuli}
+        reader = readers.get(path.suffix.lower())
+        if reader is None:
+            raise StimulusSetError(f"stimulus manifest {path} must be .csv or .jsonl")
+        try:
+            return reader(path, class_names)
+        except UnicodeDecodeError as exc:
+            raise StimulusSetError(f"stimulus manifest {path} is not UTF-8 text (byte {exc.start})") from None
+        except (csv.Error, ValueError) as exc:  # NUL bytes, over-long fields, paths the OS refuses
+            raise StimulusSetError(f"stimulus manifest {path} is malformed: {exc}") from None
     raise StimulusSetError(f"stimulus set {source!r} is neither a folder, a .csv/.jsonl manifest nor toy:SPLIT:N")
 
 
@@ -171,6 +176,8 @@ def jsonl_stimuli(manifest: Path, class_names: list[str]) -> list[Stimulus]:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise StimulusSetError(f"{manifest} line {i}: not JSON ({exc.msg})") from None
+            except RecursionError:
+                raise StimulusSetError(f"{manifest} line {i}: JSON nested too deeply") from None
             if not isinstance(obj, dict):
                 raise StimulusSetError(f"{manifest} line {i}: expected an object with path and label")
             rows.append((i, (obj.get("path"), obj.get("label"))))
