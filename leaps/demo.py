@@ -133,17 +133,19 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
           f"stimuli in {out / 'stimuli'}")
     print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
-    run_json = write_json(run_metadata(config, command="leaps demo", model=DEMO_MODEL, verifier=DEMO_VERIFIER,
-                                       targets=[TOY_CLASSES[c] for c in labels], device=str(device),
-                                       stimulus_seeds=[DEMO_STIMULUS_SEED + c for c in labels]),
-                          out / "leaps_run.json")
+    metadata = run_metadata(config, command="leaps demo", model=DEMO_MODEL, verifier=DEMO_VERIFIER,
+                            targets=[TOY_CLASSES[c] for c in labels], device=str(device),
+                            stimulus_seeds=[DEMO_STIMULUS_SEED + c for c in labels])
     kept = {}
 
     def invert_and_keep():
         kept["result"] = at_demo_size(invert(model, labels, stimuli, verifier, config))
         return kept["result"]
 
-    code = run(invert_and_keep, out)
+    try:
+        code = run(invert_and_keep, out)
+    finally:  # after the result's own leaps_run.json: the demo's also names its stimuli
+        run_json = write_json(metadata, out / "leaps_run.json")
     if "result" in kept:
         result = kept["result"]
         write_contact_sheet(result.video, out / "leaps.png", labels=sheet_labels(result, TOY_CLASSES))
