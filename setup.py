@@ -240,9 +240,10 @@ setup(
     install_requires=["torch>=2.4", "numpy", "av>=12", "tqdm"],
     extras_require={
         "zoo": ["torchvision", "pytorchvideo==0.1.5", "timm"],
-        "test": ["pytest", "pytest-benchmark", "ruff", "matplotlib"],
+        "test": ["pytest", "pytest-benchmark", "ruff", "matplotlib", "optuna"],
         "triton": ["triton"],
         "report": ["matplotlib"],
+        "tune": ["optuna"],
     },
     entry_points={"console_scripts": ["leaps = leaps.cli:main"]},
     ext_modules=ext_modules,
