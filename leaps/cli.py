@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let --weights / --verifier-weights unpickle more than tensors: this can run code from "
                           "the file, only use it for checkpoints from sources you trust")
     inv.add_argument("--out", required=True, help="output directory")
+    inv.add_argument("--preset", metavar="FILE",
+                     help="a preset file (e.g. leaps tune's best_preset.json): its values replace the defaults; "
+                          "flags given explicitly still win")
     groups = _add_config_args(inv)
     # run options that are not InversionConfig fields
     groups["optimisation"].add_argument("--batch", type=int, default=1,
@@ -155,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_summarize_parser(sub)
 
     from .report.cli import add_report_parser
+    from .tune.cli import add_tune_parser
 
     add_report_parser(sub)
+    add_tune_parser(sub)
     return parser
 
 
@@ -183,7 +188,17 @@ def _config_from_args(args):
     from .config import InversionConfig
 
     values = {f.name: getattr(args, f.name) for f, _ in config_options()}
-    return InversionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}).validate()
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    preset_file = getattr(args, "preset", None)
+    if preset_file:
+        from .tune import load_preset
+
+        defaults = InversionConfig()
+        # the file's values replace the defaults; a flag given explicitly still wins
+        for key, value in load_preset(preset_file).items():
+            if values.get(key) == getattr(defaults, key):
+                values[key] = value
+    return InversionConfig(**values).validate()
 
 
 @dataclasses.dataclass
@@ -400,8 +415,14 @@ def cmd_report(args) -> int:
     return report(args)
 
 
+def cmd_tune(args) -> int:
+    from .tune.cli import cmd_tune as tune
+
+    return tune(args)
+
+
 COMMANDS = {"invert": cmd_invert, "models": cmd_models, "demo": cmd_demo, "sweep": cmd_sweep,
-            "summarize": cmd_summarize, "report": cmd_report}
+            "summarize": cmd_summarize, "report": cmd_report, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,3 +140,29 @@ def test_load_preset_rejects_bad_files(tmp_path):
             load_preset(bad)
     with pytest.raises(TuneError, match="cannot read"):
         load_preset(tmp_path / "missing.json")
+
+
+def test_tune_without_optuna_says_how_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from leaps.tune import TuneError
+    from leaps.tune import run as tune_run
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    with pytest.raises(TuneError, match=r"pip install 'leaps\[tune\]'"):
+        tune_run("toy_r3d", tmp_path / "t")
+
+
+def test_invert_preset_file_replaces_defaults_and_flags_win(tmp_path):
+    import json
+
+    from leaps.cli import _config_from_args, build_parser
+
+    preset = tmp_path / "best_preset.json"
+    preset.write_text(json.dumps({"lambda_first": 0.5, "lambda_last": 0.4, "r": 5e-3, "meta": {"objective": "x"}}))
+    base = ["invert", "--model", "toy_r3d", "--target", "0", "--out", str(tmp_path / "o"), "--preset", str(preset)]
+    config = _config_from_args(build_parser().parse_args(base))
+    assert (config.lambda_first, config.lambda_last, config.r) == (0.5, 0.4, 5e-3)
+    config = _config_from_args(build_parser().parse_args(base + ["--r", "1e-3"]))
+    assert (config.lambda_first, config.r) == (0.5, 1e-3)

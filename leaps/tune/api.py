@@ -4,6 +4,7 @@ on one shared, resumable Optuna study that any number of processes work on."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ def run(model: str, out: str | Path, *, stimuli: str = "toy:test:20", verifier: 
     (low, high[, "log"]) for ``sampler="tpe"``. ``n_trials``: TPE trials in the study (default 20);
     ``max_trials``: stop this process after evaluating that many (run again to resume).
     """
+    if importlib.util.find_spec("optuna") is None:
+        raise TuneError("leaps tune needs Optuna: pip install 'leaps[tune]' (or pip install optuna)")
     if sampler not in SAMPLERS:
         raise TuneError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     maximise(objective)  # an unknown objective fails before any work
