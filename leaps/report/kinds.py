@@ -39,8 +39,12 @@ def by_name(name: str) -> Kind | None:
 
 
 def _register_builtin() -> None:
-    from . import bench_data, bench_page, inversion_data, inversion_page, sweep_data, sweep_page
+    from . import bench_data, bench_page, inversion_data, inversion_page, sweep_data, sweep_page, tune_data, tune_page
 
+    # A tune folder first: its trials/ hold sweep-like records and JSON the other detectors might accept,
+    # while study.log beside trials.csv / best_preset.json is written by nothing else.
+    register(Kind("tune", tune_data.detect, tune_page.build,
+                  "study.log with trials.csv or best_preset.json (leaps tune --out DIR)"))
     register(Kind("sweep", sweep_data.detect, sweep_page.build, "manifests/rank-*.jsonl (a sweep)"))
     register(Kind("inversion", inversion_data.detect, inversion_page.build,
                   "leaps_history.json or leaps.gif/.mp4/.png (leaps invert / leaps demo)"))
