@@ -370,7 +370,7 @@ def test_forced_kind_and_unknown_kind(tmp_path):
     (tmp_path / "leaps.gif").write_bytes(b"GIF89a")
     assert "LEAPS sweep" in write_report(tmp_path, kind="sweep").read_text()
     with pytest.raises(ReportError, match="unknown report kind"):
-        write_report(tmp_path, kind="tune")
+        write_report(tmp_path, kind="nope")
 
 
 def test_python_dash_m(tmp_path):

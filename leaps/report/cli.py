@@ -23,7 +23,7 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="folder to report on")
-    p.add_argument("--kind", choices=("inversion", "benchmarks", "sweep"),
+    p.add_argument("--kind", choices=("inversion", "benchmarks", "sweep", "tune"),
                    help="page kind (default: detected from the files in DIR)")
 
 

@@ -19,7 +19,7 @@ class ReportError(LeapsError):
 def write_report(directory: str | Path, kind: str | None = None) -> Path:
     """Write ``directory/report.html`` (charts in ``directory/report_assets/``) and return its path.
 
-    ``kind`` forces a page kind (``inversion``, ``benchmarks``, ``sweep``); by default the first
+    ``kind`` forces a page kind (``inversion``, ``benchmarks``, ``sweep``, ``tune``); by default the first
     kind whose files are found is used. A folder with nothing recognisable still gets a page,
     which says what was looked for. Bad or partial data gives a page that names what is missing.
     """
