@@ -12,6 +12,7 @@ from .distributed import ProcessGroup, pick_device
 from .dryrun import describe
 from .errors import SweepError
 from .execute import Networks, OutputNames, run_batch
+from .logs import file_logger
 from .manifest import OK, ManifestWriter, finished_jobs, manifest_path
 from .options import SweepOptions
 from .plan import build_plan
@@ -85,17 +86,7 @@ def run_sweep(options: SweepOptions) -> SweepReport:
 
 
 def _logger(out: Path, worker: int) -> logging.Logger:
-    (out / LOG_DIR).mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger(f"leaps.sweep.{out.resolve()}.{worker}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    handler = logging.FileHandler(out / LOG_DIR / f"rank-{worker}.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    return log
+    return file_logger(f"leaps.sweep.{out.resolve()}.{worker}", out / LOG_DIR / f"rank-{worker}.log")
 
 
 def _work(plan, placement: Placement, device, finished: set[str], out: Path) -> SweepReport:

@@ -82,13 +82,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="seeds; each makes its own videos "
                    "(default 0)")
     w.add_argument("--batch", type=int, default=8, help="videos optimised together (default 8)")
-    g = p.add_argument_group("inversion options (InversionConfig; defaults: the paper's / the model's)")
-    for flag, dest, typ, text in _CONFIG_FLAGS:
-        g.add_argument(flag, dest=f"cfg_{dest}", type=typ, help=text)
-    for flag, dest, value, text in _SWITCHES:
-        g.add_argument(flag, dest=f"cfg_{dest}", action="store_const", const=value, help=text)
-    g.add_argument("--option", action="append", type=_key_value, default=[], metavar="FIELD=VALUE",
-                   help="any other InversionConfig field (VALUE as JSON, else a string); repeatable")
+    add_config_flags(p.add_argument_group("inversion options (InversionConfig; defaults: the paper's / the model's)"))
     r = p.add_argument_group("running")
     r.add_argument("--out", required=True, help="sweep folder: videos, records, manifests, logs, summary")
     r.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if CUDA, else cpu), cpu, cuda:N")
@@ -114,6 +108,23 @@ def add_summarize_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def add_config_flags(group) -> None:
+    """The InversionConfig flags shared by ``leaps sweep`` and ``leaps tune`` (read back by config_from_args)."""
+    for flag, dest, typ, text in _CONFIG_FLAGS:
+        group.add_argument(flag, dest=f"cfg_{dest}", type=typ, help=text)
+    for flag, dest, value, text in _SWITCHES:
+        group.add_argument(flag, dest=f"cfg_{dest}", action="store_const", const=value, help=text)
+    group.add_argument("--option", action="append", type=_key_value, default=[], metavar="FIELD=VALUE",
+                       help="any other InversionConfig field (VALUE as JSON, else a string); repeatable")
+
+
+def config_from_args(args) -> dict:
+    """The InversionConfig fields given on the command line (flags of :func:`add_config_flags`)."""
+    config = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    config.update({k: _json_or_text(v) for k, v in args.option})
+    return config
+
+
 def _json_or_text(text: str):
     try:
         return json.loads(text)
@@ -124,8 +135,7 @@ def _json_or_text(text: str):
 def options_from_args(args):
     from .options import SweepOptions
 
-    config = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    config.update({k: _json_or_text(v) for k, v in args.option})
+    config = config_from_args(args)
     weights = dict(args.weights)
     return SweepOptions(models=args.model, out=args.out, stimuli=args.stimuli, verifier=args.verifier,
                         methods=args.method or ["leaps"], runs_per_class=args.runs_per_class, classes=args.classes,

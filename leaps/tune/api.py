@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leaps.sweep.logs import file_logger
+
 from .driver import drive
 from .errors import TuneError
 from .evaluate import DEFAULT_OBJECTIVE, TrialSetup, maximise
@@ -126,14 +128,5 @@ def _as_range(name: str, value) -> Range:
 
 
 def _logger(out: Path) -> logging.Logger:
-    (out / LOG_DIR).mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger(f"leaps.tune.{out.resolve()}.{os.getpid()}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    handler = logging.FileHandler(out / LOG_DIR / f"tune-{os.getpid()}.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    return log
+    pid = os.getpid()
+    return file_logger(f"leaps.tune.{out.resolve()}.{pid}", out / LOG_DIR / f"tune-{pid}.log")

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from leaps.errors import LeapsError
-from leaps.sweep.cli import _CONFIG_FLAGS, _SWITCHES, _json_or_text, _key_value
+from leaps.sweep.cli import add_config_flags, config_from_args
 from leaps.sweep.stimuli import DEFAULT_STIMULI
 
 from .evaluate import DEFAULT_OBJECTIVE, MEASURES
@@ -44,13 +44,8 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--trials", type=int, help="tpe: trials in the study (default 20); the grid: every point once")
     s.add_argument("--max-trials", type=int, help="stop this process after evaluating N trials (rerun to resume)")
     s.add_argument("--sampler-seed", type=int, default=0, help="seed of the sampler (default 0)")
-    g = p.add_argument_group(f"fixed inversion options (InversionConfig; --steps defaults to {PAPER_STEPS})")
-    for flag, dest, typ, text in _CONFIG_FLAGS:
-        g.add_argument(flag, dest=f"cfg_{dest}", type=typ, help=text)
-    for flag, dest, value, text in _SWITCHES:
-        g.add_argument(flag, dest=f"cfg_{dest}", action="store_const", const=value, help=text)
-    g.add_argument("--option", action="append", type=_key_value, default=[], metavar="FIELD=VALUE",
-                   help="any other InversionConfig field (VALUE as JSON, else a string); repeatable")
+    fixed = p.add_argument_group(f"fixed inversion options (InversionConfig; --steps defaults to {PAPER_STEPS})")
+    add_config_flags(fixed)
     r = p.add_argument_group("running")
     r.add_argument("--out", required=True, help="tune folder: study.log, trials.csv/md, best_preset.json, heatmaps/")
     r.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda:N")
@@ -69,8 +64,7 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
 def run_kwargs(args) -> dict:
     from .space import parse_grid, parse_ranges
 
-    config = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    config.update({k: _json_or_text(v) for k, v in args.option})
+    config = config_from_args(args)
     return dict(stimuli=args.stimuli, verifier=args.verifier, grid=parse_grid(args.grid) or None,
                 ranges=parse_ranges(args.range), sampler=args.sampler, objective=args.objective, seeds=args.seeds,
                 batch=args.batch, n_trials=args.trials, max_trials=args.max_trials, sampler_seed=args.sampler_seed,
