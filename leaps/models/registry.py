@@ -163,33 +163,16 @@ def build_model(
         model = _from_hub(spec, num_classes, trust_weights)
     else:
         model = spec.builder(num_classes)
-        if weights is not None and spec.state_dict_converter is not None:
-            load_converted_weights(model, weights, spec.state_dict_converter, trust_weights=trust_weights)
-        elif weights is not None:
-            # only passed when asked for: load_weights of older leaps versions has no such keyword
-            load_weights(model, weights, trust_weights=trust_weights)
+        if weights is not None:
+            # models built in the official layout of another code base rename its keys on load
+            convert = {"convert": spec.state_dict_converter} if spec.state_dict_converter else {}
+            load_weights(model, weights, trust_weights=trust_weights, **convert)
     model.eval()
     model.requires_grad_(False)
     # What leaps.invert needs to know about the model travels with it.
     model.leaps_spec = spec
     # Models with their own class list (the toy world) ignore the Kinetics default of 400.
     model.leaps_num_classes = len(spec.class_names) if spec.class_names and pretrained else num_classes
-    return model
-
-
-def load_converted_weights(model: nn.Module, path, converter: Callable[[dict], dict], *,
-                           trust_weights: bool = False) -> nn.Module:
-    """:func:`load_weights` for a checkpoint whose keys ``converter`` renames first (same checks, same errors)."""
-    from leaps.models import weights as _weights
-
-    shown = os.fspath(path)
-    state = _weights._extract_state_dict(_weights._read(path, trust_weights), shown)
-    for prefix in _weights._WRAPPER_PREFIXES:  # DataParallel / Lightning wrappers: off before renaming
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    state = converter(state)
-    _weights._check_fits(model, state, model.state_dict(), shown)
-    model.load_state_dict(state, strict=True)
     return model
 
 

@@ -8,7 +8,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Mapping
-from typing import Union
+from typing import Callable, Union
 
 import torch
 from torch import nn
@@ -75,7 +75,8 @@ def save_weights(model: nn.Module, path: PathLike) -> None:
     torch.save(model.state_dict(), path)
 
 
-def load_weights(model: nn.Module, path: PathLike, *, trust_weights: bool = False) -> nn.Module:
+def load_weights(model: nn.Module, path: PathLike, *, trust_weights: bool = False,
+                 convert: Callable[[dict], dict] | None = None) -> nn.Module:
     """Load the checkpoint at ``path`` into ``model`` (strictly) and return ``model``.
 
     Accepts a plain state dict, a dict nesting it under ``model_state`` / ``state_dict`` /
@@ -88,6 +89,9 @@ def load_weights(model: nn.Module, path: PathLike, *, trust_weights: bool = Fals
     hold besides tensors: numpy scalars and arrays, argparse/yacs configs). A file referencing
     anything else raises :class:`UntrustedWeightsError` naming those globals, unless
     ``trust_weights=True`` (a full unpickle: only for files from a source you trust).
+
+    ``convert`` renames a checkpoint written by another code base to the model's keys (e.g.
+    SlowFast's MViT names to torchvision's); wrapper prefixes common to every key come off first.
     """
     shown = os.fspath(path)
     if os.path.isdir(path):
@@ -96,6 +100,9 @@ def load_weights(model: nn.Module, path: PathLike, *, trust_weights: bool = Fals
         raise WeightsError(f"weights file not found: {shown}")
     state = _extract_state_dict(_read(path, trust_weights), shown)
     expected = model.state_dict()
+    if convert is not None:
+        # the converter knows the other code base's names, not its wrappers': unwrap, then rename
+        state = convert(_strip_common_prefixes(state))
     state = _strip_prefixes(state, expected)
     _check_fits(model, state, expected, shown)
     try:
@@ -169,6 +176,14 @@ def _extract_state_dict(obj: object, shown: str) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not state:
         raise WeightsError(f"weights file {shown} holds no tensors")
+    return state
+
+
+def _strip_common_prefixes(state: dict) -> dict:
+    """Strip each wrapper prefix that every key carries (DataParallel, Lightning)."""
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 
