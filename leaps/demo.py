@@ -122,7 +122,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     from .inversion import invert
     from .models import get_spec
     from .toy.data import TOY_CLASSES
-    from .video import run_metadata, write_json
+    from .video import run_metadata, write_contact_sheet, write_json
 
     labels, stimuli = demo_batch(out, target)
     model, verifier = demo_networks(device)
@@ -148,6 +148,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         run_json = write_json(metadata, out / "leaps_run.json")
     if "result" in kept:
         result = kept["result"]
+        write_contact_sheet(result.video, out / "leaps.png", labels=sheet_labels(result, TOY_CLASSES))
         print("per video (one per toy class; top-1 with its probability):")
         print("\n".join(class_report(result, TOY_CLASSES)))
     print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png "
