@@ -60,7 +60,7 @@ def test_registry_contents():
         assert spec.input_geometry == (spec.frames, spec.size, spec.size)
         assert len(spec.mean) == len(spec.std) == 3
         assert spec.preset.lambda_first > 0 and spec.preset.lambda_last > 0 and spec.preset.r > 0
-        assert (spec.token_grid is not None) == (spec.name in ("mvit_v2_s", "mvit_v2_b", "timesformer"))
+        assert (spec.token_grid is not None) == (spec.name in ("mvit_v2_s", "mvit_v2_b", "timesformer", "rev_mvit_b"))
 
 
 def test_paper_presets_and_geometry():

@@ -12,7 +12,7 @@ from leaps import losses
 from leaps.errors import ShapeError
 from leaps.models import build_model, get_spec
 from leaps.models.mvit_b import torchvision_to_slowfast
-from leaps.models.transformer_zoo import mvit_v2_b_spec, timesformer_spec, uniformerv2_spec
+from leaps.models.transformer_zoo import mvit_v2_b_spec, rev_mvit_b_spec, timesformer_spec, uniformerv2_spec
 from leaps.taps import SPACE_MAJOR, FeatureLayout, FeatureTaps
 
 TINY = {
@@ -20,6 +20,7 @@ TINY = {
     "mvit_v2_b": mvit_v2_b_spec("mvit_v2_b_tiny", frames=8, size=32, stage_depths=(1, 1, 1, 1), dim=8),
     "uniformerv2": uniformerv2_spec("uniformerv2_tiny", input_resolution=32, patch_size=8, width=32, layers=2,
                                     heads=2, return_list=(0, 1), n_dim=32, n_head=2),
+    "rev_mvit_b": rev_mvit_b_spec("rev_mvit_b_tiny", frames=8, size=32, stage_depths=(1, 2, 2, 2), dim=8),
 }
 
 
@@ -30,7 +31,7 @@ def _count(name: str) -> int:
 
 
 @pytest.mark.parametrize("name, millions", [("timesformer", 121.6), ("mvit_v2_b", 51.2), ("uniformerv2_b16", 114.6),
-                                            ("uniformerv2_l14", 354.1)])
+                                            ("uniformerv2_l14", 354.1), ("rev_mvit_b", 35.0)])
 def test_full_size_parameter_counts(name, millions):
     assert round(_count(name) / 1e6, 1) == millions
 

@@ -1,6 +1,7 @@
 """The paper's video transformers that no package builds compatibly with their official checkpoints.
 
-leaps builds them itself (:mod:`leaps.models.timesformer`, :mod:`leaps.models.mvit_b`), with the
+leaps builds them itself (:mod:`leaps.models.timesformer`, :mod:`leaps.models.mvit_b`,
+:mod:`leaps.models.uniformerv2`, :mod:`leaps.models.rev_mvit`), with the
 official parameter names, so an official Kinetics-400 checkpoint loads with ``weights=PATH``; no
 weights are downloaded (``hub`` is None, ``url`` says where the checkpoint is published). Presets are
 Table S1's rows for these networks.
@@ -136,8 +137,39 @@ def uniformerv2_spec(name: str = "uniformerv2_b16", **overrides) -> ModelSpec:
     )
 
 
+REV_MVIT_B_URL = "https://dl.fbaipublicfiles.com/pyslowfast/rev/REV_MVIT_B_16x4.pyth"
+
+
+def _build_rev_mvit(num_classes: int, **arch):
+    from leaps.models.rev_mvit import RevMViT
+
+    return RevMViT(num_classes, **arch)
+
+
+def _rev_mvit_grid(thw: tuple[int, int, int], poolings: int = 3) -> tuple[int, int]:
+    from leaps.models.rev_mvit import rev_mvit_token_grid
+
+    return rev_mvit_token_grid(thw, poolings)
+
+
+def rev_mvit_b_spec(name: str = "rev_mvit_b", *, frames: int = 16, size: int = 224, stage_depths=(1, 2, 11, 2),
+                    **arch) -> ModelSpec:
+    """rev-MViT-B 16x4 (reversible MViTv2-B, Kinetics-400); ``arch``: dim. ``stage_depths``: blocks per stage,
+    every stage after the first opening with a stage-transition (query-pooling) block."""
+    stage_depths = tuple(stage_depths)
+    return ModelSpec(
+        name=name, title="rev-MViT-B", source="leaps", kind="transformer", frames=frames, size=size,
+        fixed_size=True, mean=SLOWFAST_MEAN, std=SLOWFAST_STD, preset=Preset(0.625, 0.1, 5e-3),
+        builder=partial(_build_rev_mvit, frames=frames, size=size, stage_depths=stage_depths, **arch), hub=None,
+        token_grid=partial(_rev_mvit_grid, poolings=len(stage_depths) - 1), url=REV_MVIT_B_URL,
+        notes="reversible MViTv2-B built by leaps with SlowFast's parameter names (REV_MVIT_B_16x4_CONV); pass the "
+        f"official Kinetics-400 checkpoint (REV_MVIT_B_16x4.pyth, {REV_MVIT_B_URL}) with weights=PATH; fixed "
+        "16 x 224^2 input; final norm sees 8 x 49 tokens (no class token) of both residual streams (2 x 768)",
+    )
+
+
 SPECS = (timesformer_spec(), mvit_v2_b_spec(), uniformerv2_spec("uniformerv2_b16"),
-         uniformerv2_spec("uniformerv2_l14"))
+         uniformerv2_spec("uniformerv2_l14"), rev_mvit_b_spec())
 
 for _s in SPECS:
     register(_s)
