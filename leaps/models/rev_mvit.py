@@ -6,7 +6,8 @@ class of ``video_model_builder.py`` (facebookresearch/SlowFast), so the official
 ``Kinetics/REV_MVIT_B_16x4_CONV`` with its defaults: 16 blocks; 96 channels and 1 head, doubled (and queries
 pooled (1, 2, 2)) at the stage-transition blocks 1, 3 and 14 (``MVIT.REV.BUFFER_LAYERS``); keys and values
 pooled by depthwise (3, 3, 3) convolutions, strides adaptive from (1, 8, 8); no qkv bias; separate spatial
-and temporal absolute positions, no class token (reversible MViT asserts it off), no relative positions,
+and temporal absolute positions, no class token (the YAML says ``CLS_EMBED_ON: True``, but SlowFast's ``MViT``
+asserts it off when ``REV.ENABLE``: the released model has none), no relative positions,
 no residual pooling; the stage transitions pool their residual with the query's convolution
 (``REV.RES_PATH: conv``) and average the two streams first (``REV.PRE_Q_FUSION: avg``); the last block's
 streams are concatenated (``REV.RESPATH_FUSE: concat``), normalised, averaged over tokens, classified.
@@ -59,6 +60,13 @@ def attention_pool(tensor: torch.Tensor, pool: nn.Module | None, thw: tuple[int,
     return tensor, thw
 
 
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
 def _pool_conv(channels: int, kernel, stride) -> nn.Conv3d:
     return nn.Conv3d(channels, channels, kernel, stride=stride, padding=[k // 2 for k in kernel], groups=channels,
                      bias=False)
@@ -93,13 +101,6 @@ class MultiScaleAttention(nn.Module):
         v, _ = attention_pool(v, self.pool_v, thw, self.norm_v)
         x = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(head_dim)) v
         return self.proj(x.transpose(1, 2).reshape(b, -1, self.dim_out)), q_thw
-
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 class AttentionSubBlock(nn.Module):

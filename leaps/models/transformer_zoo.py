@@ -154,8 +154,9 @@ def _rev_mvit_grid(thw: tuple[int, int, int], poolings: int = 3) -> tuple[int, i
 
 def rev_mvit_b_spec(name: str = "rev_mvit_b", *, frames: int = 16, size: int = 224, stage_depths=(1, 2, 11, 2),
                     **arch) -> ModelSpec:
-    """rev-MViT-B 16x4 (reversible MViTv2-B, Kinetics-400); ``arch``: dim. ``stage_depths``: blocks per stage,
-    every stage after the first opening with a stage-transition (query-pooling) block."""
+    """rev-MViT-B 16x4 (reversible MViTv2-B, Kinetics-400); ``arch``: dim. ``stage_depths``: blocks per stage
+    (``rev_mvit.B_STAGE_DEPTHS``), every stage after the first opening with a stage-transition (query-pooling)
+    block; the token grid assumes one query pooling per later stage."""
     stage_depths = tuple(stage_depths)
     return ModelSpec(
         name=name, title="rev-MViT-B", source="leaps", kind="transformer", frames=frames, size=size,
