@@ -72,7 +72,8 @@ def _argparse_kwargs(f: dataclasses.Field, opt, annotation) -> dict:
     kind = kinds[0]
     if typing.get_origin(kind) is tuple:  # (T, S), (b1, b2): nargs = its length, the elements' type
         elements = typing.get_args(kind)
-        kwargs.update(nargs=len(elements), type=elements[0])
+        # tuple[str, ...]: one or more values
+        kwargs.update(nargs="+" if elements[-1] is Ellipsis else len(elements), type=elements[0])
     else:
         kwargs["type"] = kind
     if opt.choices:

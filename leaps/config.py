@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, check_choice
+from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, PARAMS, check_choice
 from .errors import LeapsError
 
 #: Argument groups of ``leaps invert`` the fields belong to (titles in :mod:`leaps.cli`).
@@ -76,6 +76,18 @@ class InversionConfig:
     jitter: int | None = option(None, "max random roll in pixels", OPTIMISATION, default_text="13% of --size")
     flip: bool = option(True, "no random horizontal flips of x*", OPTIMISATION)
     clip: bool = option(True, "do not clip x* to the valid [0, 1] pixel range after each step", OPTIMISATION)
+    # feature-visualisation recipes (Olah et al. 2017), each off by default: NOT part of the paper's setup
+    param: str = option("pixel", "what Adam updates: x* itself (pixel), or a 1/f-scaled 3D spectrum of decorrelated "
+                        "colours squashed by a sigmoid (fourier; lucid's fft_image for video)", OPTIMISATION,
+                        choices=PARAMS)
+    aug_scale: tuple[float, float] | None = option(None, "random rescale of x* by a factor in [LO, HI] each step",
+                                                   OPTIMISATION, metavar=("LO", "HI"), default_text="off")
+    aug_rotate: float = option(0.0, "random rotation of x* by up to +-DEG degrees each step", OPTIMISATION,
+                               metavar="DEG", default_text="0: off")
+    aug_time_shift: int = option(0, "random temporal roll of x* by up to +-K frames each step", OPTIMISATION,
+                                 metavar="K", default_text="0: off")
+    coarse_to_fine: int = option(1, "optimise x* in N stages of doubling resolution (H, W, T halved per earlier "
+                                 "stage), the steps split evenly", OPTIMISATION, metavar="N", default_text="1: off")
     # the LEAPS objective, eq. (4)
     lambda_first: float | None = option(None, "priming weight of the first layer, Table S1", OBJECTIVE)
     lambda_last: float | None = option(None, "priming weight of the last layer; the layers between are "
@@ -95,6 +107,10 @@ class InversionConfig:
     # optional image prior, NOT part of eq. (4): 0 keeps the paper's objective
     prior_tv: float = option(0.0, "add W * total variation of x* (leaps.losses.total_variation) to the LEAPS loss; "
                              "not in the paper", OBJECTIVE, default_text="0: off")
+    extra_models: tuple[str, ...] = option((), "registered models (pretrained weights) whose CE on x* is added, "
+                                           "averaged, times --extra-weight: an ensemble; not in the paper",
+                                           OBJECTIVE, metavar="NAME", default_text="none")
+    extra_weight: float = option(1.0, "weight of the extra models' mean CE", OBJECTIVE)
     # baselines (Section 4.2)
     tv_weight: float = option(0.1, "--method deepdream: weight of the total variation of x*", OBJECTIVE)
     l2_weight: float = option(0.01, "--method deepdream / am: weight of mean(x^2)", OBJECTIVE)
@@ -146,4 +162,20 @@ class InversionConfig:
         if self.prior_tv and self.objective != "leaps":
             raise LeapsError(f"prior_tv adds to the LEAPS objective; objective {self.objective!r} does not use it "
                              "(the deepdream baseline has its own tv_weight)")
+        self._validate_recipes()
         return self
+
+    def _validate_recipes(self) -> None:
+        from . import augment
+        from .parameterization import check_coarse_to_fine
+
+        check_choice(self.param, PARAMS, "parameterisation")
+        augment.check(self)
+        check_coarse_to_fine(self.coarse_to_fine, self.steps, self.size)
+        if isinstance(self.extra_models, str) or not all(isinstance(m, str) and m for m in self.extra_models):
+            raise LeapsError(f"extra_models must be a sequence of registered model names, got {self.extra_models!r}")
+        w = self.extra_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise LeapsError(f"extra_weight must be a finite number >= 0, got {w!r}")
+        if self.extra_models and self.objective != "leaps":
+            raise LeapsError(f"extra_models add to the LEAPS objective; objective {self.objective!r} does not use them")

@@ -19,6 +19,8 @@ BACKENDS = ("auto", "reference", "triton", "cuda")
 AMP_MODES = (None, "fp32", "bf16", "fp16")
 #: Learning-rate schedules of the Adam loop.
 LR_SCHEDULES = ("cosine", "constant")
+#: How x* is parameterised (leaps.parameterization).
+PARAMS = ("pixel", "fourier")
 
 #: eps of JVS(a, b) = a.b / (|a|^2 + |b|^2 - a.b + eps); also the norm clamp of the cosine distance.
 JVS_EPS = 1e-8

@@ -66,25 +66,36 @@ def at_demo_size(result):
     return result
 
 
-def demo_batch(out: Path, target: str = DEMO_CLASS) -> tuple[list[int], list]:
+def demo_batch(out: Path, target: str = DEMO_CLASS, stimuli_per_class: int = 1) -> tuple[list[int], list]:
     """The demo's targets (``target`` first, then every other toy class) and their stimuli.
 
     Each stimulus is generated (16 frames, seed ``DEMO_STIMULUS_SEED + label``) and written as
     mp4 under ``out/stimuli`` for the user to look at; the inversion is primed from the generated
     tensor itself (the ``DEMO_FRAMES`` frames :func:`leaps.video.read_video` would sample), so
     that the run does not depend on the video codec and ``--seed`` reproduces it bit for bit.
+
+    ``stimuli_per_class`` k > 1: each target gets a list of k clips (the first as above, the others
+    seeded ``DEMO_STIMULUS_SEED + label + j * classes``), which the inversion primes from together
+    (multi-stimuli priming, Section S5: the mean of their feature means).
     """
     from .classes import resolve_target
+    from .errors import LeapsError
     from .toy.data import TOY_CLASSES, generate
     from .video import sample_indices, write_video
 
+    if isinstance(stimuli_per_class, bool) or not isinstance(stimuli_per_class, int) or stimuli_per_class < 1:
+        raise LeapsError(f"stimuli_per_class must be a whole number >= 1, got {stimuli_per_class!r}")
     label = resolve_target(target, class_names=TOY_CLASSES)
     labels = [label] + [c for c in range(len(TOY_CLASSES)) if c != label]
     stimuli = []
     for c in labels:
-        clip = generate(c, seed=DEMO_STIMULUS_SEED + c, frames=16, size=DEMO_SIZE)
-        write_video(clip, out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}.mp4", fps=8)
-        stimuli.append(clip[:, sample_indices(clip.shape[1], DEMO_FRAMES)].contiguous())
+        group = []
+        for j in range(stimuli_per_class):
+            clip = generate(c, seed=DEMO_STIMULUS_SEED + c + j * len(TOY_CLASSES), frames=16, size=DEMO_SIZE)
+            suffix = f"_{j}" if j else ""
+            write_video(clip, out / "stimuli" / f"{c:02d}_{TOY_CLASSES[c].replace(' ', '_')}{suffix}.mp4", fps=8)
+            group.append(clip[:, sample_indices(clip.shape[1], DEMO_FRAMES)].contiguous())
+        stimuli.append(group[0] if stimuli_per_class == 1 else group)
     return labels, stimuli
 
 

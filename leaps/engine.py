@@ -49,9 +49,16 @@ def resolve_engine(cfg: InversionConfig, device: torch.device) -> InversionConfi
     autocast without a graph is slower at B=1 (its casts are host work), so bf16 comes only with
     the graph. fp16 was as fast (9.7 / 68.7 ms) but needs loss scaling; channels_last was slower.
     Re-tune with ``benchmarks/table4.py`` (its ``leaps-combo`` row) on the GPU you use.
+    ``coarse_to_fine`` > 1 cannot be captured (each stage computes x* anew): ``fast`` then leaves
+    out the graph (and with it the bf16), an explicit ``cuda_graph=True`` raises.
     """
+    if cfg.coarse_to_fine > 1 and cfg.cuda_graph:
+        raise LeapsError("coarse_to_fine changes what a step computes between stages, which a captured CUDA graph "
+                         "cannot follow: use it without cuda_graph (fast=True then runs without the graph)")
     if cfg.fast and device.type == "cuda":
-        cfg = replace(cfg, cuda_graph=True, amp=cfg.amp or FAST_AMP)
+        # coarse to fine: no graph (new tensors at each stage), so no bf16 either (see below)
+        graph = cfg.coarse_to_fine == 1
+        cfg = replace(cfg, cuda_graph=graph, amp=cfg.amp or (FAST_AMP if graph else None))
     if cfg.amp == "fp32":
         cfg = replace(cfg, amp=None)
     if cfg.cuda_graph and device.type != "cuda":

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import engine
+from . import augment, engine, parameterization
 from .config import InversionConfig
 from .errors import LeapsError, NonFiniteLossError, ShapeError
 from .objective import TOTAL, Objective, build_objective
@@ -468,8 +468,18 @@ def prepare(
             raise LeapsError("priming needs a stimulus video of the target class (or use_priming=False)")
         stimulus_feats = _stimulus_features(net, _stimulus_groups(stimulus, batch), cfg, device)
 
-    objective = build_objective(cfg, net, ver, targets, stimulus_feats, preset)
+    extras = _extra_networks(cfg.extra_models, device)
+    objective = build_objective(cfg, net, ver, targets, stimulus_feats, preset, extras)
     return Inverter(cfg, net, ver, objective, targets, device)
+
+
+def _extra_networks(names: Sequence[str], device) -> list[Network]:
+    """The registered models of ``extra_models`` (pretrained weights), frozen, on ``device``."""
+    if not names:
+        return []
+    from .models import build_model
+
+    return [Network.wrap(build_model(name, pretrained=True).to(device), name, None) for name in names]
 
 
 def _preset(cfg: InversionConfig, spec) -> tuple[float, float, float]:
@@ -516,19 +526,22 @@ class Inverter:
         gen = torch.Generator(device="cpu")
         if cfg.seed is not None:
             gen.manual_seed(cfg.seed)
-        x = torch.randn(len(targets), 3, cfg.frames, cfg.size, cfg.size, generator=gen) * cfg.init_scale
+        # what Adam updates (x* itself, or its spectrum) and how x* is made of it
+        self.param = parameterization.build(cfg, net.mean, net.std, len(targets), gen, device)
         self.low, self.high = (0 - net.mean) / net.std, (1 - net.mean) / net.std
-        self.x = x.to(device)
         if cfg.channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last_3d)
+            if cfg.param == "pixel":
+                self.param.leaf = self.param.leaf.contiguous(memory_format=torch.channels_last_3d)
             for network in (net, objective.verifier):
                 if network is not None:
                     network.module.to(memory_format=torch.channels_last_3d)
         self._clip()
-        self.x.requires_grad_(True)
+        self.param.leaf.requires_grad_(True)
         self.schedule = engine.Schedule.build(cfg, device)
+        self.transforms = augment.Transforms.build(cfg, device) if augment.active(cfg) else None
+        self._stage_starts = parameterization.stage_starts(cfg.steps, cfg.coarse_to_fine)
         self.lr = self.schedule.lr[0].clone()  # the tensor Adam reads; each step copies its row in
-        self.optimiser = torch.optim.Adam([self.x], lr=self.lr, betas=cfg.betas, fused=True, capturable=cfg.cuda_graph)
+        self.optimiser = self._adam()
         self.scaler = engine.LossScaler(device) if cfg.amp == "fp16" else None
         self.term_names = list(objective.names)
         self._log = torch.full((cfg.steps, 1 + len(self.term_names)), math.nan, device=device)
@@ -543,7 +556,8 @@ class Inverter:
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.steps_done = 0
         self._synced = 0
-        self._last_good = self.x.detach().clone()
+        with torch.no_grad():
+            self._last_good = self.x.detach().clone()
         self.model_taps = FeatureTaps(net.module)
         self.verifier_taps = BatchNormTaps(objective.verifier.module) if objective.verifier is not None else None
         self._stack = None
@@ -571,20 +585,35 @@ class Inverter:
 
     # -- one step -------------------------------------------------------------------------------
 
+    def _adam(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.param.tensors, lr=self.lr, betas=self.cfg.betas, fused=True,
+                                capturable=self.cfg.cuda_graph)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """x* in the model's normalised space, B x 3 x T x S x S: the optimised tensor itself with the
+        pixel parameterisation at full resolution, else computed from the parameters (differentiably)."""
+        return self.param.video()
+
     def _clip(self) -> None:
-        if self.cfg.clip:
-            with torch.no_grad():
-                torch.maximum(torch.minimum(self.x, self.high), self.low, out=self.x)
+        self.param.project()
 
     def pixels(self, t: torch.Tensor | None = None) -> torch.Tensor:
         """x* (or ``t``) mapped back to the [0, 1] pixel range, on the CPU."""
-        t = self.x if t is None else t
+        if t is None:
+            with torch.no_grad():
+                t = self.x
         return (t.detach() * self.net.std + self.net.mean).clamp(0, 1).cpu()
 
-    def _loss_terms(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """[total, term_1, ...] of the objective (eq. (4) or a baseline) for x* augmented by (rows, cols)."""
+    def _loss_terms(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    step: torch.Tensor | None = None) -> torch.Tensor:
+        """[total, term_1, ...] of the objective (eq. (4) or a baseline) for x* augmented by (rows, cols)
+        and, when ``step`` is given and transformation robustness is on, by that step's transforms."""
         with engine.autocast(self.cfg, self.device):
-            terms = self.objective(engine.augment(x, rows, cols), self.model_taps, self.verifier_taps)
+            x = engine.augment(x, rows, cols)
+            if step is not None and self.transforms is not None:
+                x = self.transforms(x, step)
+            terms = self.objective(x, self.model_taps, self.verifier_taps)
         return self.objective.stack(terms)
 
     @torch.no_grad()
@@ -604,7 +633,10 @@ class Inverter:
         self.lr.copy_(self.schedule.lr.index_select(0, step).view(()))
         rows = self.schedule.rows.index_select(0, step).view(-1)
         cols = self.schedule.cols.index_select(0, step).view(-1)
-        values = self._forward(self.x, rows, cols)
+        if self.transforms is None:
+            values = self._forward(self.x, rows, cols)
+        else:
+            values = self._forward(self.x, rows, cols, step)
         self._log.index_copy_(0, step, values.detach().view(1, -1))
         loss = values[0]
         for taps in self._taps():
@@ -615,7 +647,7 @@ class Inverter:
         try:
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
-                self.scaler.unscale(self.x.grad)
+                self.scaler.unscale(self.param.leaf.grad)
                 self.optimiser.found_inf = self.scaler.found_inf  # the fused Adam skips the update
             else:
                 loss.backward()
@@ -647,6 +679,9 @@ class Inverter:
         cfg = self.cfg
         if self.steps_done >= cfg.steps:
             raise LeapsError(f"all {cfg.steps} steps are done")
+        if self.steps_done in self._stage_starts:  # coarse to fine: the next resolution
+            if self.param.next_stage():  # a new leaf: Adam starts afresh on it
+                self.optimiser = self._adam()
         if self._graph is not None:
             self._graph.replay()
         elif cfg.cuda_graph and self.steps_done >= engine.GRAPH_WARMUP:
@@ -687,7 +722,8 @@ class Inverter:
             for name, v in zip(self.term_names, row[1:]):
                 self.history.setdefault(name, []).append(v)
         self._synced = self.steps_done
-        self._last_good.copy_(self.x.detach())
+        with torch.no_grad():
+            self._last_good.copy_(self.x)
         return rows[-1][0]
 
     def run(self) -> InversionResult:
@@ -706,7 +742,8 @@ class Inverter:
     def result(self) -> InversionResult:
         if self._synced < self.steps_done:
             self._read_back()
-        final = self.x.detach()
+        with torch.no_grad():
+            final = self.x.detach()
         ver = self.ver
         return InversionResult(
             video=self.pixels(final),

@@ -13,7 +13,8 @@ evaluates its terms, each already weighted (``history["coh"]`` is r R_coh), and
 :meth:`Objective.stack` sums them: the one place the total is formed.
 
 * :class:`LeapsObjective`: eq. (4), each term switchable (Table 3 ablations), plus the optional
-  ``prior_tv`` TV prior (not part of the paper's objective; off by default).
+  ``prior_tv`` TV prior and the optional CE of extra models (``extra_models``, an ensemble);
+  neither is part of the paper's objective, both are off by default.
 * :class:`DeepDreamObjective`: CE + tv_weight TV(x*) + l2_weight mean(x*^2).
 * :class:`ActivationMaximizationObjective`: -logit_y + l2_weight mean(x*^2).
 
@@ -41,8 +42,8 @@ if TYPE_CHECKING:  # inversion imports this module
 
 #: Every term an objective can log, by name (its history key), declared once: the four of eq. (4),
 #: the optional TV prior, and the baselines' own (total variation, l2 of x*, the target's logit).
-CE, PRIM, COH, FEAT, PRIOR_TV, TV, L2, LOGIT = TERM_NAMES = (
-    "ce", "prim", "coh", "feat", "prior_tv", "tv", "l2", "logit",
+CE, PRIM, COH, FEAT, PRIOR_TV, CE_EXTRA, TV, L2, LOGIT = TERM_NAMES = (
+    "ce", "prim", "coh", "feat", "prior_tv", "ce_extra", "tv", "l2", "logit",
 )
 #: The terms of eq. (4), in the order they are summed and logged.
 LEAPS_TERMS = (CE, PRIM, COH, FEAT)
@@ -231,6 +232,29 @@ class BNStatistics(Term):
         return losses.bn_statistics_loss(taps.activations(), means, variances, backend=self.backend)
 
 
+class EnsembleCrossEntropy(Term):
+    """Mean over extra networks of CE(Phi_k(x*), y): x* must be recognisable to every network of an ensemble.
+
+    Each extra network sees x* in its own normalisation and geometry; none is tapped (no priming,
+    no R_feat from them).
+    """
+
+    name = CE_EXTRA
+
+    def __init__(self, model: Network, extras: Sequence[Network], targets: Tensor):
+        if not extras:
+            raise LeapsError("an ensemble CE needs at least one extra network")
+        self.model, self.extras, self.targets = model, list(extras), targets
+        self.same_normalisation = [model.same_normalisation(e) for e in self.extras]  # decided once: no host sync
+
+    def __call__(self, fwd: Forward) -> Tensor:
+        total = 0
+        for extra, same in zip(self.extras, self.same_normalisation):
+            x = fwd.x if same else self.model.to_normalisation_of(fwd.x, extra)
+            total = total + F.cross_entropy(extra.module(extra.fit(x)), self.targets)
+        return total / len(self.extras)
+
+
 class TotalVariation(Term):
     """TV(x*): mean absolute difference of neighbouring pixels along T, H and W."""
 
@@ -311,13 +335,15 @@ class LeapsObjective(Objective):
     verifier:       the BatchNorm network of R_feat; None drops R_feat.
     use_*:          Table 3 ablations: each drops exactly its term.
     prior_tv:       > 0 adds prior_tv TV(x*), a smoothness prior that is NOT part of eq. (4).
+    extras:         networks whose mean CE is added times ``extra_weight`` (NOT part of eq. (4)).
     """
 
     def __init__(self, model: Network, targets: Tensor, *, stimulus_means: Sequence[Tensor] = (),
                  layer_weights: Sequence[float] = (), r: float, verifier: Network | None = None,
                  distance: str = "jvs", margin: float = 1.0, token_grid: tuple[int, int] | None = None,
                  backend: str = "auto", use_ce: bool = True, use_priming: bool = True, use_coherence: bool = True,
-                 use_feat: bool = True, prior_tv: float = 0.0):
+                 use_feat: bool = True, prior_tv: float = 0.0, extras: Sequence[Network] = (),
+                 extra_weight: float = 1.0):
         ce = CrossEntropy(targets) if use_ce else NO_TERMS
         prim = Priming(stimulus_means, layer_weights, distance, backend) if use_priming else NO_TERMS
         coh = TemporalCoherence(margin, token_grid, model.spec, backend) if use_coherence else NO_TERMS
@@ -326,21 +352,26 @@ class LeapsObjective(Objective):
         terms = ce + prim + r * (coh + feat)  # eq. (4)
         if prior_tv > 0:
             terms = terms + prior_tv * TotalVariation(PRIOR_TV)
+        if extras:
+            terms = terms + extra_weight * EnsembleCrossEntropy(model, extras, targets)
 
         super().__init__(model, terms, verifier if feat is not NO_TERMS else None)
         self.r = r
 
     @classmethod
     def from_config(cls, cfg: InversionConfig, model: Network, verifier: Network | None, targets: Tensor,
-                    stimulus_means: Sequence[Tensor], preset: tuple[float, float, float]) -> LeapsObjective:
-        """From an :class:`leaps.InversionConfig` and a (lambda_1, lambda_L, r) preset."""
+                    stimulus_means: Sequence[Tensor], preset: tuple[float, float, float],
+                    extras: Sequence[Network] = ()) -> LeapsObjective:
+        """From an :class:`leaps.InversionConfig`, a (lambda_1, lambda_L, r) preset and the networks of
+        ``cfg.extra_models``."""
         lambda_first, lambda_last, r = preset
         layer_weights = losses.linear_layer_weights(len(stimulus_means), lambda_first, lambda_last) \
             if stimulus_means else []
         return cls(model, targets, stimulus_means=stimulus_means, layer_weights=layer_weights, r=r,
                    verifier=verifier, distance=cfg.distance, margin=cfg.margin, token_grid=cfg.token_grid,
                    backend=cfg.backend, use_ce=cfg.use_ce, use_priming=cfg.use_priming,
-                   use_coherence=cfg.use_coherence, use_feat=cfg.use_feat, prior_tv=cfg.prior_tv)
+                   use_coherence=cfg.use_coherence, use_feat=cfg.use_feat, prior_tv=cfg.prior_tv, extras=extras,
+                   extra_weight=cfg.extra_weight)
 
 
 class DeepDreamObjective(Objective):
@@ -372,7 +403,11 @@ OBJECTIVE_CLASSES = {"leaps": LeapsObjective, "deepdream": DeepDreamObjective, "
 
 
 def build_objective(cfg: InversionConfig, model: Network, verifier: Network | None, targets: Tensor,
-                    stimulus_means: Sequence[Tensor], preset: tuple[float, float, float]) -> Objective:
+                    stimulus_means: Sequence[Tensor], preset: tuple[float, float, float],
+                    extras: Sequence[Network] = ()) -> Objective:
     """The objective ``cfg.objective`` names, set up from ``cfg``. The baselines use no verifier
-    (one given still reports its top-1 on the result)."""
+    (one given still reports its top-1 on the result); ``extras`` (the networks of
+    ``cfg.extra_models``) only LEAPS uses."""
+    if extras:
+        return LeapsObjective.from_config(cfg, model, verifier, targets, stimulus_means, preset, extras)
     return OBJECTIVE_CLASSES[cfg.objective].from_config(cfg, model, verifier, targets, stimulus_means, preset)

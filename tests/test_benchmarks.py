@@ -5,6 +5,7 @@ import re
 import subprocess
 from datetime import datetime
 
+import pytest
 import torch
 
 from benchmarks import demo_precision, environment, quality
@@ -60,3 +61,20 @@ def test_demo_precision_scores_the_demo_inversion(tmp_path, capsys):
     for key in ("top1_model", "top1_verifier", "top1_judge", "frame_ssim"):
         assert 0.0 <= rows[0][key] <= 1.0
     assert re.search(r"^fast +skipped: needs CUDA$", capsys.readouterr().out, re.M)
+
+
+def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
+    from benchmarks import recipes
+
+    assert recipes.parse_recipe("fourier") == ("fourier", {"param": "fourier"})
+    assert recipes.parse_recipe("aug_rotate=5;aug_scale=[0.9,1.1]")[1] == {"aug_rotate": 5, "aug_scale": (0.9, 1.1)}
+    with pytest.raises(SystemExit, match="not a name"):
+        recipes.parse_recipe("no-such-recipe")
+    out = tmp_path / "recipes.json"
+    assert recipes.main(["--recipes", "demo", "aug_time_shift=1", "--seeds", "0", "--steps", "2",
+                         "--judges", "toy_r2plus1d", "toy_x3d", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["recipe"], r["seed"]) for r in rows] == [("demo", 0), ("aug_time_shift=1", 0)]
+    for key in ("top1 toy_r2plus1d", "p toy_r2plus1d", "top1 toy_x3d", "p toy_x3d"):
+        assert all(0.0 <= r[key] <= 1.0 for r in rows)
+    assert "| aug_time_shift=1 |" in capsys.readouterr().out

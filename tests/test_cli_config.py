@@ -71,7 +71,8 @@ def test_every_flag_reaches_the_config():
         "--distance", "l1", "--priming-fraction", "0.5", "--no-ce", "--no-priming", "--no-coherence", "--no-feat",
         "--tv-weight", "0.2", "--l2-weight", "0.02", "--backend", "reference", "--amp", "bf16", "--compile",
         "--cuda-graph", "--checkpoint", "--channels-last", "--fast", "--sync-every", "5", "--seed", "9",
-        "--snapshot-every", "2", "--quiet",
+        "--snapshot-every", "2", "--quiet", "--param", "fourier", "--aug-scale", "0.9", "1.1", "--aug-rotate", "5",
+        "--aug-time-shift", "1", "--coarse-to-fine", "2",
     ]
     cfg = cli._config_from_args(cli.build_parser().parse_args(argv))
     expected = InversionConfig(
@@ -80,14 +81,18 @@ def test_every_flag_reaches_the_config():
         lambda_first=2.0, lambda_last=0.5, r=0.01, margin=0.5, distance="l1", priming_fraction=0.5, use_ce=False,
         use_priming=False, use_coherence=False, use_feat=False, tv_weight=0.2, l2_weight=0.02, backend="reference",
         amp="bf16", compile=True, cuda_graph=True, checkpoint=True, channels_last=True, fast=True, sync_every=5,
-        seed=9, snapshot_every=2, progress=False,
+        seed=9, snapshot_every=2, progress=False, param="fourier", aug_scale=(0.9, 1.1), aug_rotate=5.0,
+        aug_time_shift=1, coarse_to_fine=2,
     )
     assert cfg == expected
     changed = {f.name for f in dataclasses.fields(InversionConfig)
                if getattr(expected, f.name) != getattr(InversionConfig(), f.name)}
-    # the test sets every flag (prior_tv below: it adds to the LEAPS objective only)
-    assert changed | {"prior_tv"} == {f.name for f, _ in cli.config_options()}
+    # the test sets every flag (prior_tv and the extra models below: they add to the LEAPS objective only)
+    assert changed | {"prior_tv", "extra_models", "extra_weight"} == {f.name for f, _ in cli.config_options()}
     assert cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--prior-tv", "0.5"])).prior_tv == 0.5
+    extra = cli._config_from_args(cli.build_parser().parse_args(
+        REQUIRED + ["--extra-models", "toy_x3d", "--extra-weight", "0.5"]))
+    assert extra.extra_models == ("toy_x3d",) and extra.extra_weight == 0.5
 
 
 @pytest.mark.parametrize("flag, shown", [("--steps", "(default 2000)"), ("--margin", "(default 1)"),

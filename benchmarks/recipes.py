@@ -1,0 +1,137 @@
+"""Feature-visualisation recipes on the demo setup, scored by independent judges.
+
+    python -m benchmarks.recipes                                   # every recipe, seeds 0-2
+    python -m benchmarks.recipes --recipes demo fourier --seeds 0 1 --judges toy_r2plus1d
+    python -m benchmarks.recipes --recipes demo "aug_rotate=5;aug_scale=[0.95,1.05]"
+
+Each run is the demo's inversion (leaps/demo.py: toy_r3d_robust inverted with verifier toy_x3d,
+one video per toy class, each primed by its generated stimulus, DEMO_PRESET, x* of 32^2 seen at
+64^2) with a recipe's InversionConfig fields added. Every judge (a registered model that took no
+part in the optimisation) classifies the 10 videos at 64^2; we report its top-1 and the mean
+probability of the target class, per seed and as mean +- std over the seeds. A recipe is a name
+of :data:`RECIPES` or ``field=value,...`` (values as JSON; separate by ``;`` when a value holds a
+comma); the pseudo-field ``stimuli_per_class``
+primes each video from that many generated stimuli of its class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config, demo_networks
+from leaps.inversion import Network, invert
+from leaps.models import build_model, get_spec
+
+#: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
+RECIPES: dict[str, dict] = {
+    "demo": {},
+    "fourier": dict(param="fourier"),
+    "fourier lr 0.05": dict(param="fourier", lr=0.05),
+    "aug": dict(aug_scale=(0.9, 1.1), aug_rotate=10.0, aug_time_shift=1),
+    "coarse-to-fine 3": dict(coarse_to_fine=3),
+    "3 stimuli/class": dict(stimuli_per_class=3),
+    "ensemble +toy_r3d": dict(extra_models=("toy_r3d",)),
+}
+DEFAULT_RECIPES = ("demo", "fourier", "aug", "coarse-to-fine 3", "3 stimuli/class", "ensemble +toy_r3d")
+DEFAULT_JUDGES = ("toy_r2plus1d",)
+
+
+def parse_recipe(text: str) -> tuple[str, dict]:
+    """A name of RECIPES, or ``field=value,...`` with JSON values (lists become tuples)."""
+    if text in RECIPES:
+        return text, dict(RECIPES[text])
+    fields = {}
+    for part in filter(None, text.split(";" if ";" in text else ",")):
+        if "=" not in part:
+            raise SystemExit(f"recipe {text!r}: not a name of {sorted(RECIPES)} nor field=value,...")
+        key, value = part.split("=", 1)
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        fields[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return text, fields
+
+
+@torch.no_grad()
+def judge_scores(judge: Network, videos: torch.Tensor, targets: list[int]) -> tuple[float, float]:
+    """(top-1, mean p(target)) of ``judge`` on videos in [0, 1], normalised and resized as it expects."""
+    probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
+    t = torch.tensor(targets)
+    return (probs.argmax(1) == t).float().mean().item(), probs.gather(1, t[:, None]).mean().item()
+
+
+def run_one(fields: dict, seed: int, steps: int, nets: dict, judges: dict, tmp: Path, progress: bool = False) -> dict:
+    fields = dict(fields)
+    per_class = fields.pop("stimuli_per_class", 1)
+    labels, stimuli = demo_batch(tmp / f"k{per_class}", stimuli_per_class=per_class)
+    config = demo_config(steps, progress=progress, seed=seed).replace(**fields)
+    start = time.perf_counter()
+    result = at_demo_size(invert(nets["model"], labels, stimuli, nets["verifier"], config))
+    row = {"seed": seed, "seconds": round(time.perf_counter() - start, 1),
+           "top1_model": result.top1("model"), "top1_verifier": result.top1("verifier")}
+    for name, judge in judges.items():
+        row[f"top1 {name}"], row[f"p {name}"] = judge_scores(judge, result.video.float(), list(result.targets))
+    return row
+
+
+def _mean_std(values: list[float]) -> str:
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
+                   help=f"names of {sorted(RECIPES)} or field=value,... (default: {', '.join(DEFAULT_RECIPES)})")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--judges", nargs="+", default=list(DEFAULT_JUDGES), help="registered models that score the videos")
+    p.add_argument("--json", type=Path, default=None, help="also write every row here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--progress", action="store_true", help="a progress bar per run (stderr)")
+    args = p.parse_args(argv)
+    recipes = [parse_recipe(r) for r in args.recipes]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    model, verifier = demo_networks(device)
+    nets = {"model": model, "verifier": verifier}
+    judges = {name: Network.wrap(build_model(name, pretrained=True).to(device), get_spec(name), None)
+              for name in args.judges}
+    print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}), {args.steps} steps, 10 videos a run; "
+          f"judges {', '.join(args.judges)}; seeds {args.seeds}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fields in recipes:
+            for seed in args.seeds:
+                row = {"recipe": name, **run_one(fields, seed, args.steps, nets, judges, Path(tmp), args.progress)}
+                rows.append(row)
+                print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+    cols = ["top1_model", "top1_verifier"] + [f"{m} {j}" for j in args.judges for m in ("top1", "p")]
+    print("\n| recipe | " + " | ".join(cols) + " | s/run |")
+    print("|---" * (len(cols) + 2) + "|")
+    for name, _ in recipes:
+        mine = [r for r in rows if r["recipe"] == name]
+        cells = [_mean_std([r[c] for r in mine]) for c in cols]
+        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "judges": args.judges,
+                                         "recipes": {n: {k: list(v) if isinstance(v, tuple) else v
+                                                         for k, v in f.items()} for n, f in recipes},
+                                         "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
