@@ -161,7 +161,8 @@ def test_explicit_values_beat_the_preset_which_beats_the_model_preset(tmp_path):
     assert InversionConfig().replace(preset=path).steps == 10
     parse = cli.build_parser().parse_args
     flags = ["--preset", str(path), "--steps", "2000", "--lr", "0.2"]
-    assert (lambda c: (c.steps, c.lr, c.lambda_first))(cli._config_from_args(parse(REQUIRED + flags))) == (2000, 0.2, 0.5)
+    cfg = cli._config_from_args(parse(REQUIRED + flags))
+    assert (cfg.steps, cfg.lr, cfg.lambda_first) == (2000, 0.2, 0.5)
     assert cli._config_from_args(parse(REQUIRED + flags[:2])).steps == 10
     # keyword > InversionConfig's preset > the preset build_model gave the model > the registry's
     model = build_model("toy_r3d", preset={"lambda_first": 0.75, "lambda_last": 0.4})
