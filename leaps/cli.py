@@ -62,7 +62,9 @@ def _argparse_kwargs(f: dataclasses.Field, opt, annotation) -> dict:
     """add_argument keywords for one config field, derived from its type, default and CliOption."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     kinds = [t for t in typing.get_args(annotation) if t is not type(None)] if union else [annotation]
-    kwargs = {"dest": f.name, "default": f.default, "help": opt.help.replace("%", "%%")}
+    # no default in the namespace: a flag that is absent is not set, so a flag equal to its default still counts
+    # as given (it beats --preset); the help shows the field's default
+    kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": opt.help.replace("%", "%%")}
     if bool in kinds:  # a switch: --x turns a False default on, --no-x a True default off
         kwargs["action"] = "store_false" if f.default is True else "store_true"
         return kwargs
@@ -134,9 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let --weights / --verifier-weights unpickle more than tensors: this can run code from "
                           "the file, only use it for checkpoints from sources you trust")
     inv.add_argument("--out", required=True, help="output directory")
-    inv.add_argument("--preset", metavar="FILE",
-                     help="a preset file (e.g. leaps tune's best_preset.json): its values replace the defaults; "
-                          "flags given explicitly still win")
     groups = _add_config_args(inv)
     # run options that are not InversionConfig fields
     groups["optimisation"].add_argument("--batch", type=int, default=1,
@@ -185,21 +184,12 @@ def _device(name: str):
 
 
 def _config_from_args(args):
-    """The InversionConfig of the parsed flags (each field's flag stores into the field's name)."""
+    """The InversionConfig of the flags given (each field's flag stores into the field's name; absent
+    flags leave no attribute). With --preset the file fills the fields whose flags were not given."""
     from .config import InversionConfig
 
-    values = {f.name: getattr(args, f.name) for f, _ in config_options()}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    preset_file = getattr(args, "preset", None)
-    if preset_file:
-        from .tune import load_preset
-
-        defaults = InversionConfig()
-        # the file's values replace the defaults; a flag given explicitly still wins
-        for key, value in load_preset(preset_file).items():
-            if values.get(key) == getattr(defaults, key):
-                values[key] = value
-    return InversionConfig(**values).validate()
+    given = {f.name: getattr(args, f.name) for f, _ in config_options() if hasattr(args, f.name)}
+    return InversionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}).validate()
 
 
 @dataclasses.dataclass

@@ -8,7 +8,9 @@ once, here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 from dataclasses import dataclass, field
 
 from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, PARAMS, check_choice
@@ -48,6 +50,11 @@ def no_option(default, why: str) -> dataclasses.Field:
 @dataclass
 class InversionConfig:
     """Everything that shapes an inversion. ``None`` means "take the model's preset".
+
+    ``preset`` (a file such as ``leaps tune``'s ``best_preset.json``, or a dict) fills the fields
+    not given explicitly. Precedence, highest first: a field given explicitly (keyword, flag,
+    ``replace``), the preset, the model spec's preset (λ₁, λ_L, r; ``build_model(..., preset=FILE)``
+    sets it), the defaults below.
 
     Optimisation (Section 4.1): Adam, lr 0.2 with cosine decay, 2000 steps, x* of 8 x 224^2.
     Adam's betas (0.5, 0.9), the random roll (jitter) and flip of x* every step and the
@@ -133,12 +140,38 @@ class InversionConfig:
     seed: int | None = option(0, "random seed", OPTIMISATION)
     snapshot_every: int = option(0, "save a contact sheet every K steps", OPTIMISATION, default_text="0: never")
     progress: bool = option(True, "no progress bar", OPTIMISATION, flag="--quiet")
+    # a preset file or dict: fills the fields not given explicitly (leaps.tune.load_preset reads it)
+    preset: str | os.PathLike | dict | None = option(
+        None, "a preset file (e.g. leaps tune's best_preset.json): its values replace the defaults and the "
+              "model's preset; flags given explicitly still win", OBJECTIVE, metavar="FILE")
+
+    def __post_init__(self):
+        if isinstance(self.preset, os.PathLike):
+            self.preset = os.fspath(self.preset)  # JSON-ready in run metadata
+        explicit = getattr(self, "_explicit", frozenset())
+        # dataclasses.replace passes every field: nothing is left to fill, so the file is not read again
+        if self.preset is not None and _FIELD_NAMES - {"preset"} - explicit:
+            self._fill_from_preset(explicit)
+
+    def _fill_from_preset(self, explicit) -> None:
+        from .tune.preset import load_preset
+
+        for key, value in load_preset(self.preset).items():
+            if key not in explicit:
+                setattr(self, key, value)
 
     def replace(self, **changes) -> "InversionConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        """A copy with ``changes``; they count as given explicitly, so a ``preset`` among them fills
+        only the fields that neither this config nor ``changes`` set explicitly."""
+        unknown = set(changes) - _FIELD_NAMES
         if unknown:
             raise LeapsError(f"unknown inversion option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        explicit = getattr(self, "_explicit", frozenset()) | frozenset(changes)
+        if changes.get("preset") is not None:
+            new._fill_from_preset(explicit)
+        new._explicit = explicit
+        return new
 
     def validate(self) -> "InversionConfig":
         check_choice(self.objective, OBJECTIVES, "objective")
@@ -179,3 +212,17 @@ class InversionConfig:
             raise LeapsError(f"extra_weight must be a finite number >= 0, got {w!r}")
         if self.extra_models and self.objective != "leaps":
             raise LeapsError(f"extra_models add to the LEAPS objective; objective {self.objective!r} does not use them")
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(InversionConfig))
+_generated_init = InversionConfig.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_noting_explicit_fields(self, *args, **kwargs):
+    # Which fields the caller gave: a preset fills only the others (an explicit default still wins).
+    self._explicit = frozenset([f.name for f in dataclasses.fields(InversionConfig)][:len(args)]) | frozenset(kwargs)
+    _generated_init(self, *args, **kwargs)
+
+
+InversionConfig.__init__ = _init_noting_explicit_fields

@@ -1,6 +1,7 @@
 """`leaps invert`'s inversion flags are generated from InversionConfig's fields: each declared once, in config.py."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -87,8 +88,9 @@ def test_every_flag_reaches_the_config():
     assert cfg == expected
     changed = {f.name for f in dataclasses.fields(InversionConfig)
                if getattr(expected, f.name) != getattr(InversionConfig(), f.name)}
-    # the test sets every flag (prior_tv and the extra models below: they add to the LEAPS objective only)
-    assert changed | {"prior_tv", "extra_models", "extra_weight"} == {f.name for f, _ in cli.config_options()}
+    # the test sets every flag (prior_tv and the extra models below: they add to the LEAPS objective only;
+    # --preset FILE: in test_preset_file_through_every_entry_point)
+    assert changed | {"prior_tv", "extra_models", "extra_weight", "preset"} == {f.name for f, _ in cli.config_options()}
     assert cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--prior-tv", "0.5"])).prior_tv == 0.5
     extra = cli._config_from_args(cli.build_parser().parse_args(
         REQUIRED + ["--extra-models", "toy_x3d", "--extra-weight", "0.5"]))
@@ -101,3 +103,124 @@ def test_help_shows_the_defaults(flag, shown):
     text = invert_parser().format_help()
     line = text[text.index("\n  " + flag + " "):]
     assert shown in " ".join(line[:200].split())
+
+
+# --------------------------------------------------------------------------------------------
+# preset files: InversionConfig(preset=...), build_model(..., preset=...), leaps invert --preset
+# --------------------------------------------------------------------------------------------
+
+PRESET = {"lambda_first": 0.625, "lambda_last": 0.2, "r": 2.5e-3, "meta": {"objective": "verifier_prob"}}
+TUNED = (0.625, 0.2, 2.5e-3)
+
+
+def write_preset(tmp_path, values=PRESET, name="best_preset.json"):
+    import json
+
+    path = tmp_path / name
+    path.write_text(json.dumps(values))
+    return path
+
+
+def lambdas(obj) -> tuple:
+    return (obj.lambda_first, obj.lambda_last, obj.r)
+
+
+def resolved_preset(model, config=None, **options) -> tuple:
+    """The (lambda_1, lambda_L, r) a one-step inversion of ``model`` used."""
+    import torch
+
+    import leaps
+
+    result = leaps.invert(model, [0], torch.rand(3, 4, 16, 16), None, config, steps=1, size=16, frames=4,
+                          progress=False, **options)
+    used = result._resolved_preset()
+    return (used["lambda_first"], used["lambda_last"], used["r"])
+
+
+def test_preset_file_through_every_entry_point(tmp_path):
+    from leaps.models import Preset, build_model, get_spec
+
+    path = write_preset(tmp_path)
+    # InversionConfig: path or str or dict; the path is kept as text (JSON-ready run metadata)
+    for source in (path, str(path), dict(PRESET)):
+        assert lambdas(InversionConfig(preset=source)) == TUNED
+    assert InversionConfig(preset=path).preset == str(path)
+    # build_model: the spec the model carries gets the file's row, the registry keeps its own
+    model = build_model("toy_r3d", preset=path)
+    assert model.leaps_spec.preset == Preset(*TUNED) and get_spec("toy_r3d").preset == Preset(1.0, 0.3, 7.5e-3)
+    assert resolved_preset(model) == TUNED
+    assert resolved_preset(build_model("toy_r3d", preset={"r": 1e-3})) == (1.0, 0.3, 1e-3)  # the rest: the spec's
+    # leaps invert --preset FILE
+    assert lambdas(cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--preset", str(path)]))) == TUNED
+
+
+def test_explicit_values_beat_the_preset_which_beats_the_model_preset(tmp_path):
+    from leaps.models import build_model
+
+    path = write_preset(tmp_path, {"lambda_first": 0.5, "steps": 10, "lr": 0.1})
+    # explicit, even when equal to the default, beats the file
+    cfg = InversionConfig(preset=path, steps=2000, lambda_first=None)
+    assert (cfg.steps, cfg.lambda_first, cfg.lr) == (2000, None, 0.1)
+    assert InversionConfig(preset=path).replace(steps=3).steps == 3
+    assert InversionConfig(steps=5).replace(preset=path).steps == 5  # set before: still explicit
+    assert InversionConfig().replace(preset=path).steps == 10
+    parse = cli.build_parser().parse_args
+    flags = ["--preset", str(path), "--steps", "2000", "--lr", "0.2"]
+    cfg = cli._config_from_args(parse(REQUIRED + flags))
+    assert (cfg.steps, cfg.lr, cfg.lambda_first) == (2000, 0.2, 0.5)
+    assert cli._config_from_args(parse(REQUIRED + flags[:2])).steps == 10
+    # keyword > InversionConfig's preset > the preset build_model gave the model > the registry's
+    model = build_model("toy_r3d", preset={"lambda_first": 0.75, "lambda_last": 0.4})
+    config = InversionConfig(preset={"lambda_first": 0.875})
+    assert resolved_preset(model, config) == (0.875, 0.4, 7.5e-3)
+    assert resolved_preset(model, config, lambda_first=1.0, preset={"lambda_last": 0.1}) == (1.0, 0.1, 7.5e-3)
+
+
+def test_sweep_config_takes_a_preset_over_the_model_geometry_but_under_flags():
+    from leaps.models import get_spec
+    from leaps.sweep.options import config_fingerprint, inversion_config
+
+    spec = get_spec("toy_r3d")
+    assert inversion_config(spec, "leaps", {}).size == 64
+    assert inversion_config(spec, "leaps", {"preset": {"size": 32, "r": 1e-3}}).size == 32
+    cfg = inversion_config(spec, "leaps", {"preset": {"size": 32, "r": 1e-3}, "size": 48})
+    assert (cfg.size, cfg.r) == (48, 1e-3)
+    # the job id holds the values a preset filled, not the preset's name
+    assert config_fingerprint(cfg) == config_fingerprint(inversion_config(spec, "leaps", {"size": 48, "r": 1e-3}))
+
+
+@pytest.mark.parametrize("text, match", [
+    (None, "cannot read preset"), ("{", "is not JSON"), ("[1]", "JSON object"),
+    ('{"lambda_first": 1, "nope": 2}', "unknown inversion option.*nope"),
+    ('{"preset": "other.json"}', "unknown inversion option.*preset"),
+    ('{"r": "high"}', "r: 'high' is not a float"), ('{"r": [1]}', "wrong type"),
+])
+def test_a_bad_preset_is_one_clear_error_at_every_entry_point(tmp_path, capsys, text, match):
+    from leaps.models import build_model
+    from leaps.tune import PresetError
+
+    path = tmp_path / "p.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(PresetError, match=match):
+        InversionConfig(preset=path)
+    with pytest.raises(PresetError, match=match):
+        InversionConfig().replace(preset=path)
+    with pytest.raises(PresetError, match=match):
+        build_model("toy_r3d", preset=path)
+    assert cli.main(REQUIRED[:-1] + [str(tmp_path / "out"), "--preset", str(path)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("leaps: error: ") and err.count("\n") == 1 and str(path) in err, err
+    assert re.search(match, err), err
+    assert not (tmp_path / "out").exists()  # nothing is built or written before the options are valid
+
+
+def test_build_model_refuses_a_preset_a_model_cannot_carry(tmp_path):
+    from leaps.models import build_model
+    from leaps.tune import PresetError
+
+    path = write_preset(tmp_path, {"lambda_first": 0.5, "steps": 10})
+    with pytest.raises(PresetError, match=r"holds steps.*InversionConfig\(preset=...\)"):
+        build_model("toy_r3d", preset=path)
+    with pytest.raises(PresetError, match="file path or a dict"):
+        build_model("toy_r3d", preset=3)

@@ -2,6 +2,7 @@
 alone, by two concurrent processes, and after an interruption; the best preset feeds leaps.invert."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -91,15 +92,55 @@ def test_trial_of_a_killed_worker_is_run_again(full, tmp_path):
 
 
 def test_two_worker_processes_share_the_grid(full, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # started as torchrun starts its workers (its environment, no process group): the study is their only link
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
     cmd = [sys.executable, "-m", "leaps.tune", "--model", "toy_r3d", *GRID_FLAGS, *SETUP_FLAGS, "--out",
            str(tmp_path), "--quiet"]
-    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    workers = [subprocess.Popen(cmd, env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for rank in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert table(tmp_path) == table(full[0])
     assert "study: 8 complete" in outputs[0][0] + outputs[1][0]
+
+
+def test_a_worker_that_checks_before_an_earlier_trial_is_signed_waits_for_it(tmp_path):
+    # The race two workers can run into: A asks for a trial, B asks for one and checks for a twin before A
+    # has signed its trial with its point. B must see A's point (and skip its own), not evaluate it too.
+    import logging
+    import threading
+
+    from leaps.tune.driver import DriveReport, _run_one
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    grid = {"r": [1e-3]}
+    study = optuna.create_study(sampler=make_sampler("grid", grid, 0), direction="maximize")
+    earlier = study.ask()
+    suggest(earlier, grid, {})
+    signer = threading.Timer(0.3, lambda: earlier.set_user_attr("point", point_key({"r": 1e-3})))
+    signer.start()
+    report = DriveReport()
+    try:  # no setup: evaluating (the bug) would fail, skipping needs none
+        evaluated = _run_one(study, None, grid, {}, "verifier_prob", tmp_path, "me", report, logging.getLogger("t"))
+    finally:
+        signer.join()
+    assert (evaluated, report.duplicates, report.evaluated) == (False, 1, 0)
+
+
+def test_torchrun_workers_take_their_local_gpu(monkeypatch):
+    from leaps.sweep.errors import SweepError
+    from leaps.tune.evaluate import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _device("auto") == torch.device("cuda", 1)
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(SweepError, match="RANK=2"):
+        _device("auto")
 
 
 def test_best_preset_round_trips_into_invert(full):
@@ -111,6 +152,10 @@ def test_best_preset_round_trips_into_invert(full):
     stimulus = torch.rand(1, 3, 4, 16, 16)
     result = leaps.invert(model, [0], stimulus, verifier, steps=1, size=16, frames=4, progress=False, **preset)
     assert {k: getattr(result.config, k) for k in GRID} == preset
+    # the file itself, at each entry point
+    path = full[0] / "best_preset.json"
+    assert {k: getattr(leaps.InversionConfig(preset=path), k) for k in GRID} == preset
+    assert dataclasses.asdict(build_model("toy_r3d", preset=path).leaps_spec.preset) == preset
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

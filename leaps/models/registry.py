@@ -140,6 +140,7 @@ def build_model(
     pretrained: bool = False,
     num_classes: int = HUB_NUM_CLASSES,
     trust_weights: bool = False,
+    preset=None,
 ) -> nn.Module:
     """Build a registered model, frozen (``requires_grad=False``) and in ``eval()`` mode.
 
@@ -147,8 +148,14 @@ def build_model(
     ``trust_weights=True`` lets it unpickle more than tensors, which can run code from the file);
     ``pretrained=True`` loads the published weights instead (downloaded; the toy models' ship
     with leaps). Without either the model is randomly initialised (useful for tests only).
+
+    ``preset`` (a file such as ``leaps tune``'s ``best_preset.json``, or a dict) replaces the λ₁,
+    λ_L, r of the spec the model carries, so ``leaps.invert(model, ...)`` uses them; the registry
+    is left as it is. Other inversion options belong in ``InversionConfig(preset=...)``.
     """
     spec = name_or_spec if isinstance(name_or_spec, ModelSpec) else get_spec(name_or_spec)
+    if preset is not None:
+        spec = with_preset(spec, preset)  # a bad file fails before anything is built
     if weights is not None and pretrained:
         raise WeightsError("give either a weights file or pretrained=True (--pretrained), not both")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -174,6 +181,26 @@ def build_model(
     # Models with their own class list (the toy world) ignore the Kinetics default of 400.
     model.leaps_num_classes = len(spec.class_names) if spec.class_names and pretrained else num_classes
     return model
+
+
+#: The fields of a preset a model spec carries (its Table S1 row).
+SPEC_PRESET_FIELDS = ("lambda_first", "lambda_last", "r")
+
+
+def with_preset(spec: ModelSpec, preset) -> ModelSpec:
+    """``spec`` whose preset takes λ₁, λ_L, r from ``preset`` (file or dict; a missing or null value
+    keeps the spec's). PresetError for a bad file or one holding other inversion options."""
+    from leaps.tune.errors import PresetError
+    from leaps.tune.preset import load_preset
+
+    values = load_preset(preset)
+    other = sorted(set(values) - set(SPEC_PRESET_FIELDS))
+    if other:
+        where = f"preset {os.fspath(preset)}" if isinstance(preset, (str, os.PathLike)) else "the preset"
+        raise PresetError(f"{where} holds {', '.join(other)}: a model carries lambda_first, lambda_last and r only; "
+                          "pass the file as InversionConfig(preset=...) (leaps invert --preset) instead")
+    chosen = {k: v for k, v in values.items() if v is not None}
+    return dataclasses.replace(spec, preset=dataclasses.replace(spec.preset, **chosen))
 
 
 def _from_hub(spec: ModelSpec, num_classes: int, trust_weights: bool = False) -> nn.Module:

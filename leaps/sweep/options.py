@@ -16,7 +16,8 @@ from .stimuli import DEFAULT_STIMULI
 METHODS = ("leaps", "deepdream", "am")
 TOY_VERIFIER = "toy_x3d"
 #: Fields that never change a video: left out of the job id, so they can differ on a restart.
-NOT_IN_JOB_ID = {"progress", "seed", "snapshot_every", "sync_every"}
+#: ``preset`` too: the values it filled are in the id, the file's name is not what shapes the video.
+NOT_IN_JOB_ID = {"progress", "seed", "snapshot_every", "sync_every", "preset"}
 
 
 @dataclass
@@ -81,9 +82,11 @@ def verifier_for(model: str, choice: str | None) -> str | None:
 def inversion_config(spec, method: str, overrides: dict) -> InversionConfig:
     """The config of ``method`` on the model of ``spec``: x* at the model's native T x S^2 unless
     frames / size are given; no per-inversion progress bar (the sweep has its own)."""
-    values = {"frames": spec.frames, "size": spec.size, **overrides, "objective": method, "progress": False}
+    base = InversionConfig()
+    # the model's geometry is a default, not an explicit choice: a preset in overrides may replace it
+    base.frames, base.size = spec.frames, spec.size
     try:
-        return InversionConfig().replace(**values).validate()
+        return base.replace(**{**overrides, "objective": method, "progress": False}).validate()
     except LeapsError as exc:
         raise SweepError(f"{spec.name}, {method}: {exc}") from None
 

@@ -5,8 +5,8 @@
 """
 
 from .api import TuneReport, run
-from .errors import TuneError
+from .errors import PresetError, TuneError
 from .preset import load_preset
 from .space import PAPER_GRID, PAPER_STEPS
 
-__all__ = ["PAPER_GRID", "PAPER_STEPS", "TuneError", "TuneReport", "load_preset", "run"]
+__all__ = ["PAPER_GRID", "PAPER_STEPS", "PresetError", "TuneError", "TuneReport", "load_preset", "run"]

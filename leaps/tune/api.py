@@ -82,7 +82,8 @@ def run(model: str, out: str | Path, *, stimuli: str = "toy:test:20", verifier: 
         raise TuneError(f"{', '.join(sorted(clash))}: both tuned and fixed")
     for name in config:
         check_dimension(name)
-    config = {"steps": PAPER_STEPS, **config}
+    if "steps" not in config and "steps" not in _preset_values(config.get("preset")):
+        config["steps"] = PAPER_STEPS  # the paper's, unless given or in a fixed preset
     total = None if sampler == "grid" else (n_trials or DEFAULT_TPE_TRIALS)
 
     out = Path(out)
@@ -116,6 +117,12 @@ def write_results(study, out: Path, dims: list[str], objective: str, identity: d
                 "sampler": identity["sampler"]}
         write_best_preset(best, out / "best_preset.json", meta)
     return best, write_heatmaps(rows, out, objective)
+
+
+def _preset_values(preset) -> dict:
+    from .preset import load_preset
+
+    return {} if preset is None else load_preset(preset)
 
 
 def _as_range(name: str, value) -> Range:

@@ -8,7 +8,9 @@ Trial states: COMPLETE (evaluated), FAIL with ``error`` (the point failed; not r
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from .storage import WorkerLock, worker_alive
 TRIAL_DIR = "trials"
 #: A sampler that proposes only points already taken this many times in a row has nothing new left.
 MAX_DUPLICATES_IN_A_ROW = 50
+#: How long a worker waits for trials asked for before its own to be signed, and how often it looks.
+SIGN_WAIT_S, SIGN_POLL_S = 10.0, 0.02
 
 
 @dataclass
@@ -95,6 +99,23 @@ def drive(study, setup: TrialSetup, grid: dict, ranges: dict, objective: str, ou
     return report
 
 
+def _signed_trials(study, number: int) -> list:
+    """The trials other than ``number``, once those asked for before it are signed with their point.
+
+    A worker signs a trial right after asking for it, but another worker may check in between; a trial
+    asked for long ago and still unsigned is an orphan (its worker died in between) and is not waited for.
+    """
+    deadline = time.monotonic() + SIGN_WAIT_S
+    while True:
+        trials = [t for t in study.get_trials(deepcopy=False) if t.number != number]
+        now = datetime.datetime.now()
+        pending = [t for t in trials if t.number < number and _state(t) == "RUNNING" and "point" not in t.user_attrs
+                   and t.datetime_start is not None and (now - t.datetime_start).total_seconds() < SIGN_WAIT_S]
+        if not pending or time.monotonic() > deadline:
+            return trials
+        time.sleep(SIGN_POLL_S)
+
+
 def _run_one(study, setup, grid, ranges, objective, out, token, report, log) -> bool:
     from optuna.trial import TrialState
 
@@ -103,9 +124,9 @@ def _run_one(study, setup, grid, ranges, objective, out, token, report, log) -> 
     key = point_key(point)
     trial.set_user_attr("point", key)
     trial.set_user_attr("worker", token)
-    # Signed before this check, so of two workers on one point the later trial always sees the earlier.
-    others = [t for t in study.get_trials(deepcopy=False)
-              if t.number != trial.number and t.user_attrs.get("point") == key]
+    # Signed before this check, and the check waits for the earlier trials' signatures: of two workers on one
+    # point the later trial always sees the earlier (which goes ahead) and skips it.
+    others = [t for t in _signed_trials(study, trial.number) if t.user_attrs.get("point") == key]
     if key in _done_keys(others) or any(t.number < trial.number for t in _live_running(others, out, token)):
         trial.set_user_attr("duplicate", True)
         study.tell(trial, state=TrialState.PRUNED)

@@ -69,9 +69,10 @@ class TrialSetup:
 
 def _device(choice: str):
     from leaps.sweep.distributed import pick_device
-    from leaps.sweep.sharding import Placement
+    from leaps.sweep.sharding import placement_from_env
 
-    return pick_device(choice, Placement())
+    # under torchrun, "auto" puts each worker on its own GPU (cuda:LOCAL_RANK); the study is their only link
+    return pick_device(choice, placement_from_env())
 
 
 def evaluate(setup: TrialSetup, point: dict, out: Path, log: logging.Logger) -> dict:

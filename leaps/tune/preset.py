@@ -1,33 +1,52 @@
-"""``best_preset.json`` -> InversionConfig fields (``leaps.invert(..., **load_preset(path))``)."""
+"""Preset files (``best_preset.json``) -> InversionConfig fields.
+
+A preset is a JSON object of InversionConfig fields (plus an optional ``meta`` object, ignored), or
+the same as a dict. Three entry points read it: ``InversionConfig(preset=...)``,
+``build_model(..., preset=...)`` (λ₁, λ_L, r only) and ``leaps invert --preset FILE``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from .errors import TuneError
+from .errors import PresetError, TuneError
 from .space import coerce, field_types
 
 META_KEY = "meta"
+#: Fields a preset must not hold: a preset naming another preset would be read in a loop.
+NOT_IN_PRESET = {"preset"}
 
 
-def load_preset(path) -> dict:
-    """The InversionConfig fields of a preset file (its ``meta`` left out); TuneError for a bad file."""
-    path = Path(path)
+def load_preset(source) -> dict:
+    """The InversionConfig fields of a preset file or dict (its ``meta`` left out); PresetError if bad."""
+    if isinstance(source, dict):
+        return preset_fields(source, "preset")
+    if not isinstance(source, (str, os.PathLike)):
+        raise PresetError(f"a preset is a file path or a dict of inversion options, not {type(source).__name__}")
+    path = Path(source)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise TuneError(f"cannot read preset {path}: {exc.strerror or exc}") from None
+        raise PresetError(f"cannot read preset {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise TuneError(f"preset {path} is not JSON") from None
+        raise PresetError(f"preset {path} is not JSON") from None
+    return preset_fields(data, f"preset {path}")
+
+
+def preset_fields(data, where: str) -> dict:
+    """Check ``data`` (a preset's JSON object) and return its fields with their values coerced."""
     if not isinstance(data, dict):
-        raise TuneError(f"preset {path} must hold a JSON object of inversion options")
+        raise PresetError(f"{where} must hold a JSON object of inversion options")
     types = field_types()
     fields = {k: v for k, v in data.items() if k != META_KEY}
-    unknown = sorted(set(fields) - set(types))
+    unknown = sorted(set(fields) - (set(types) - NOT_IN_PRESET))
     if unknown:
-        raise TuneError(f"preset {path}: unknown inversion option(s) {', '.join(unknown)}")
+        raise PresetError(f"{where}: unknown inversion option(s) {', '.join(map(str, unknown))}")
     try:
         return {k: v if v is None else coerce(k, v, types[k]) for k, v in fields.items()}
+    except TuneError as exc:  # a text value that is not of the field's type
+        raise PresetError(f"{where}: {exc}") from None
     except (TypeError, ValueError):
-        raise TuneError(f"preset {path}: a value has the wrong type") from None
+        raise PresetError(f"{where}: a value has the wrong type") from None
