@@ -1,6 +1,6 @@
 """Held-out check of a tuned preset against the shipped one (docs/tune/grid.md).
 
-    python docs/tune/heldout.py --model toy_r3d --tuned measure/grid_toy_r3d/best_preset.json \
+    python -m benchmarks.preset_heldout --model toy_r3d --tuned measure/grid_toy_r3d/best_preset.json \
         --out measure/heldout_toy_r3d
 
 Both presets invert the same held-out stimuli (another split than the tune's) with the same seeds;
