@@ -96,7 +96,7 @@ def _spec(net: str, title: str, preset: Preset, robust: bool = False) -> ModelSp
 _JUDGE_FAMILIES = {
     "judge_2d": ("Toy judge (2D CNN + temporal conv)", "cnn", "per-frame 2D CNN with GroupNorm + temporal convolution"),
     "judge_attn": ("Toy judge (space-time attention)", "transformer",
-                   "divided space-time attention over 8 x 8 patches, LayerNorm, mean pool"),
+                   "divided space-time attention over 2 x 16 x 16 tubelets, LayerNorm, mean pool"),
 }
 
 
@@ -109,7 +109,7 @@ def _judge_spec(net: str) -> ModelSpec:
         kind=kind,
         frames=8,
         size=64,
-        fixed_size=False,  # any T; H, W multiples of 8 (judging resizes to 8 x 64^2)
+        fixed_size=False,  # other sizes work (judge_scores resizes to 8 x 64^2)
         mean=TOY_MEAN,
         std=TOY_STD,
         preset=Preset(1.0, 0.3, 7.5e-3),  # never used: a judge is never inverted

@@ -6,7 +6,7 @@ them recognises, the others tend to recognise too. The judges are built and trai
 
 * :class:`ToyJudge2D` — a per-frame 2D CNN with GroupNorm (every frame on its own), then a
   temporal convolution over the frames' feature vectors;
-* :class:`ToyJudgeAttention` — a small space-time transformer: 2 x 8 x 8 tubelet embedding,
+* :class:`ToyJudgeAttention` — a small space-time transformer: 2 x 16 x 16 tubelet embedding,
   blocks of divided attention (time at each patch position, then space within each time step)
   with LayerNorm, mean pool.
 
@@ -16,7 +16,7 @@ own augmentation and optimiser seed (``python -m leaps.toy.train --nets judge_2d
 A judge only scores videos (:func:`leaps.toy.judging.judge_scores`): every judge module carries
 ``leaps_judge = True``, and :func:`leaps.invert` refuses one as the inverted model or verifier.
 Both accept other sizes than the 8 x 64^2 they were trained at (adaptive pooling; interpolated
-position embeddings for T even and H, W multiples of 8).
+position embeddings for T even and H, W multiples of 16).
 """
 
 from __future__ import annotations
@@ -123,17 +123,23 @@ class _DividedBlock(nn.Module):
 
 
 class ToyJudgeAttention(_Judge):
-    """Space-time transformer: 2 x 8 x 8 tubelets, divided attention blocks, mean pool.
+    """Space-time transformer: 2 x 16 x 16 tubelets, divided attention blocks, mean pool.
 
-    8 x 64^2 input -> 4 x 64 tokens of width 64 (+ learned spatial and temporal position
+    8 x 64^2 input -> 4 x 16 tokens of width 64 (+ learned spatial and temporal position
     embeddings, interpolated for other sizes) -> 4 blocks -> LayerNorm -> mean -> fc.
     """
 
-    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4, patch: int = 8,
+    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4, patch: int = 16,
                  tubelet: int = 2, mlp_ratio: float = 2.0, frames: int = 8, size: int = 64, dropout: float = 0.1):
         super().__init__()
         self.num_classes, self.patch, self.tubelet = num_classes, patch, tubelet
-        self.embed = nn.Conv3d(3, dim, (tubelet, patch, patch), (tubelet, patch, patch))
+        # A two-step embedding (4 x 4 pixels, then 2 x 4 x 4 of those): a plain linear 16 x 16
+        # patch embedding stayed at chance level for a whole epoch of this data.
+        sub = patch // 4
+        self.embed = nn.Sequential(
+            nn.Conv3d(3, dim // 2, (1, 4, 4), (1, 4, 4)), nn.GroupNorm(1, dim // 2), nn.GELU(),
+            nn.Conv3d(dim // 2, dim, (tubelet, sub, sub), (tubelet, sub, sub)),
+        )
         grid = size // patch
         self.pos_space = nn.Parameter(torch.zeros(1, dim, grid, grid))
         self.pos_time = nn.Parameter(torch.zeros(1, dim, frames // tubelet))
