@@ -10,6 +10,12 @@ video the inverted model (m) and the verifier (v) classify it; we report top-1 o
 Inception Score of their softmax outputs (over the videos of one seed, mean +- std over seeds)
 and the SSIM / PSNR of consecutive frames. Generated real clips are reported as a reference.
 
+The judges (``leaps.toy.JUDGES``: a per-frame 2D CNN with GroupNorm and a space-time
+transformer, trained apart on their own clips, never part of an objective) score every video
+too: per judge, top-1 and the mean probability of the target, pooled over all videos of a row
+and with the spread (population std) of the per-seed values. m and v are 3D CNNs with
+BatchNorm trained alike; the judges share fewer of their blind spots.
+
 Objectives: 3D DeepDream and 3D AM (Table 1 baselines), LEAPS with L_prim only, with R_coh,
 with R_feat, and full (Tables 1 and 3); the priming distance l2 / l1 / cos / JVS (Table 2);
 the fraction of primed layers 20-100% (Table S2). Nothing here is tuned to agree with the
@@ -34,8 +40,11 @@ from benchmarks.environment import environment
 from leaps import metrics
 from leaps.models import build_model
 from leaps.toy.data import TOY_CLASSES, generate
+from leaps.toy.judging import JUDGES, judge_scores
 
 INVERTED, VERIFIER = "toy_r3d", "toy_x3d"
+#: Short column names of the judges in the tables.
+JUDGE_COLUMNS = {"toy_judge_2d": "J2D", "toy_judge_attn": "JAttn"}
 
 # name -> InversionConfig overrides; "LEAPS (full)" is JVS priming of 100% of the layers.
 FULL = "LEAPS (full)"
@@ -63,6 +72,8 @@ class Row:
     psnr: float
     seconds: float
     per_class_top1_m: list[float] = field(default_factory=list)
+    #: per judge: top1 / p_target pooled over every video (top1 in %), their std over seeds and per-seed values
+    judges: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return self.__dict__ | {"is_m": list(self.is_m), "is_v": list(self.is_v)}
@@ -70,6 +81,19 @@ class Row:
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def _judge_summary(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per judge, from :func:`judge_scores` of every seed (same number of videos each): pooled
+    top-1 (%) and mean p(target), with their population std over seeds and the per-seed values."""
+    out = {}
+    for name in per_seed[0]:
+        top1 = [100 * s[name]["top1"] for s in per_seed]
+        p = [s[name]["p_target"] for s in per_seed]
+        (top1_mean, top1_std), (p_mean, p_std) = _mean_std(top1), _mean_std(p)
+        out[name] = {"top1": top1_mean, "top1_std": top1_std, "top1_per_seed": top1,
+                     "p_target": p_mean, "p_target_std": p_std, "p_target_per_seed": p}
+    return out
 
 
 def _summarise(model_probs, verifier_probs, videos, targets, seconds) -> Row:
@@ -89,12 +113,29 @@ def _summarise(model_probs, verifier_probs, videos, targets, seconds) -> Row:
         psnr=statistics.fmean(psnr),
         seconds=seconds,
         per_class_top1_m=(100 * hits).tolist(),
+        judges=_judge_summary([judge_scores(batch, targets) for batch in videos]),
     )
+
+
+def stimuli_seed(seed: int, label: int) -> int:
+    """Generator seed of the stimulus of class ``label`` for benchmark seed ``seed``: far below every
+    dataset split's seed range (leaps.toy.data._SPLIT_BASE), the judges' included."""
+    return 10_000_000 + 1000 * seed + label
 
 
 def stimuli_for(seed: int, frames: int, size: int) -> list[torch.Tensor]:
     """One generated clip per class; stimulus seeds are disjoint from the training data's."""
-    return [generate(c, seed=10_000_000 + 1000 * seed + c, frames=frames, size=size) for c in range(len(TOY_CLASSES))]
+    return [generate(c, seed=stimuli_seed(seed, c), frames=frames, size=size) for c in range(len(TOY_CLASSES))]
+
+
+def check_not_judges(*names: str) -> None:
+    """A judge scores the results; inverted or used as the verifier it would judge itself."""
+    from leaps.errors import JudgeError
+    from leaps.models import get_spec
+
+    for name in names:
+        if get_spec(name).judge:
+            raise JudgeError(f"{name} is a judge: the quality tables cannot invert it or use it as the verifier")
 
 
 def run_objective(model, verifier, overrides: dict, seeds: list[int], args) -> Row:
@@ -133,12 +174,34 @@ def _pm(pair: tuple[float, float]) -> str:
     return f"{pair[0]:.1f} ± {pair[1]:.1f}"
 
 
+def _judge_header() -> tuple[str, str]:
+    names = [JUDGE_COLUMNS.get(j, j) for j in JUDGES]
+    head = "".join(f" top-1 {n} (%) | p(target) {n} |" for n in names)
+    return head, "---|---|" * len(names)
+
+
+def _judge_cells(r: Row) -> str:
+    """Per judge: top-1 (%) and mean p(target), each pooled ± std over seeds."""
+    cells = ""
+    for name in JUDGES:
+        j = r.judges[name]
+        cells += f" {j['top1']:.1f} ± {j['top1_std']:.1f} | {j['p_target']:.2f} ± {j['p_target_std']:.2f} |"
+    return cells
+
+
+def judge_line(r: Row) -> str:
+    """The judges' pooled top-1 and mean p(target) of a row, for the progress log."""
+    return "  ".join(f"{JUDGE_COLUMNS.get(n, n)} {r.judges[n]['top1']:5.1f}% p {r.judges[n]['p_target']:.2f}"
+                     for n in JUDGES)
+
+
 def table_markdown(title: str, rows: dict[str, Row], first_col: str) -> str:
+    judge_head, judge_rule = _judge_header()
     lines = [f"**{title}**", "",
-             f"| {first_col} | top-1 m (%) | top-1 v (%) | IS m | IS v | frame SSIM | frame PSNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
+             f"| {first_col} | top-1 m (%) | top-1 v (%) |{judge_head} IS m | IS v | frame SSIM | frame PSNR (dB) |",
+             "|---|---|---|" + judge_rule + "---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r.top1_m:.1f} | {r.top1_v:.1f} | {_pm(r.is_m)} | {_pm(r.is_v)} "
+        lines.append(f"| {name} | {r.top1_m:.1f} | {r.top1_v:.1f} |{_judge_cells(r)} {_pm(r.is_m)} | {_pm(r.is_v)} "
                      f"| {r.ssim:.3f} | {r.psnr:.1f} |")
     return "\n".join(lines)
 
@@ -151,6 +214,12 @@ def distance_markdown(rows: dict[str, Row]) -> str:
         "|---|" + "---|" * len(names),
         "| top-1 (m) | " + " | ".join(f"{rows[n].top1_m:.1f}" for n in names) + " |",
         "| top-1 (v) | " + " | ".join(f"{rows[n].top1_v:.1f}" for n in names) + " |",
+        *(f"| top-1 ({JUDGE_COLUMNS.get(j, j)}) | " + " | ".join(
+            f"{rows[n].judges[j]['top1']:.1f} ± {rows[n].judges[j]['top1_std']:.1f}" for n in names) + " |"
+          for j in JUDGES),
+        *(f"| p(target) ({JUDGE_COLUMNS.get(j, j)}) | " + " | ".join(
+            f"{rows[n].judges[j]['p_target']:.2f} ± {rows[n].judges[j]['p_target_std']:.2f}" for n in names) + " |"
+          for j in JUDGES),
     ])
 
 
@@ -187,10 +256,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seeds = list(range(args.seeds))
 
+    check_not_judges(INVERTED, VERIFIER)
     model = build_model(INVERTED, pretrained=True)
     verifier = build_model(VERIFIER, pretrained=True)
     print(f"toy world: {len(TOY_CLASSES)} classes, x* {args.frames} x {args.size}^2, {args.steps} steps, "
-          f"{args.seeds} seed(s); inverted {INVERTED}, verifier {VERIFIER}", flush=True)
+          f"{args.seeds} seed(s); inverted {INVERTED}, verifier {VERIFIER}; judges {', '.join(JUDGES)} "
+          f"(± = std over seeds)", flush=True)
 
     cache: dict[str, Row] = {}
 
@@ -199,8 +270,8 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = run_objective(model, verifier, overrides, seeds, args)
             r = cache[key]
-            print(f"  {name:24s} m {r.top1_m:5.1f}%  v {r.top1_v:5.1f}%  IS m {_pm(r.is_m)}  ({r.seconds:.0f} s)",
-                  flush=True)
+            print(f"  {name:24s} m {r.top1_m:5.1f}%  v {r.top1_v:5.1f}%  {judge_line(r)}  IS m {_pm(r.is_m)}  "
+                  f"({r.seconds:.0f} s)", flush=True)
         return cache[key]
 
     real = real_clips_row(model, verifier, seeds, args)
@@ -218,7 +289,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     from leaps._atomic import atomic_write_text
 
-    settings = {k: v for k, v in vars(args).items() if k != "out"} | {"inverted": INVERTED, "verifier": VERIFIER}
+    settings = {k: v for k, v in vars(args).items() if k != "out"} | {"inverted": INVERTED, "verifier": VERIFIER,
+                                                                     "judges": list(JUDGES)}
     payload = {"environment": environment("cpu"), "settings": settings, "real": real.as_dict(),
                "table_1_3": {k: v.as_dict() for k, v in t1.items()},
                "table_2": {k: v.as_dict() for k, v in t2.items()}, "table_s2": {k: v.as_dict() for k, v in ts2.items()}}

@@ -8,7 +8,10 @@ matches the verifier's BatchNorm statistics of a *batch* (as in DeepInversion), 
 video cannot have the statistics of a whole dataset, so the requested class is
 synthesised together with one video of every other toy class, each primed by its own freshly
 generated stimulus clip. The requested class comes first: ``leaps_0.mp4`` / ``.gif`` and the top
-row of the contact sheet ``leaps.png``. The same command line inverts a real model:
+row of the contact sheet ``leaps.png``. After the run the judges (``leaps.toy.JUDGES``, networks of
+other families trained apart, never in the objective) score the batch; their top-1 and mean
+p(target) are printed and recorded in ``leaps_run.json`` under ``judges``. The same command line
+inverts a real model:
 ``leaps invert --model slow_r50 --weights SLOW_8x8_R50.pyth --target ... --stimulus ...``.
 """
 
@@ -133,6 +136,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     from .inversion import invert
     from .models import get_spec
     from .toy.data import TOY_CLASSES
+    from .toy.judging import format_judge_scores, judge_scores
     from .video import run_metadata, write_contact_sheet, write_json
 
     labels, stimuli = demo_batch(out, target)
@@ -155,6 +159,8 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
 
     try:
         code = run(invert_and_keep, out)
+        if "result" in kept:  # scored after the run: the judges take no part in the optimisation
+            metadata["judges"] = judge_scores(kept["result"].video, kept["result"].targets)
     finally:  # after the result's own leaps_run.json: the demo's also names its stimuli
         run_json = write_json(metadata, out / "leaps_run.json")
     if "result" in kept:
@@ -162,6 +168,9 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         write_contact_sheet(result.video, out / "leaps.png", labels=sheet_labels(result, TOY_CLASSES))
         print("per video (one per toy class; top-1 with its probability):")
         print("\n".join(class_report(result, TOY_CLASSES)))
+    if "judges" in metadata:
+        print("judges (trained apart on other clips, not in the objective), over the batch:")
+        print("\n".join("  " + line for line in format_judge_scores(metadata["judges"])))
     print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png "
           f"(labelled with the model's and verifier's confidence); seed, versions and options in {run_json}")
     return code

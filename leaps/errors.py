@@ -33,6 +33,10 @@ class VerifierError(LeapsError):
     """The verifier cannot be used for R_feat (e.g. it has no BatchNorm layers)."""
 
 
+class JudgeError(LeapsError):
+    """A judge network (``leaps.toy.JUDGES``) was given as the inverted model or the verifier."""
+
+
 class ShapeError(LeapsError):
     """A tensor has the wrong number of dimensions or sizes."""
 

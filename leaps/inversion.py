@@ -25,7 +25,7 @@ from torch import nn
 
 from . import augment, engine, parameterization
 from .config import InversionConfig
-from .errors import LeapsError, NonFiniteLossError, ShapeError
+from .errors import JudgeError, LeapsError, NonFiniteLossError, ShapeError
 from .objective import TOTAL, Objective, build_objective
 from .taps import BatchNormTaps, FeatureTaps
 
@@ -53,6 +53,11 @@ class Network:
     @classmethod
     def wrap(cls, module: nn.Module, spec: Any, override: tuple[int, int] | None) -> "Network":
         spec = _resolve_spec(module, spec)
+        if getattr(module, "leaps_judge", False) or getattr(spec, "judge", False):
+            # a judge scores the result: inside the objective it would stop being independent
+            name = getattr(spec, "name", type(module).__name__)
+            raise JudgeError(f"{name} is a judge: it scores synthesised videos and cannot be inverted "
+                             "or used as the verifier")
         device = _device_of(module)
         mean = torch.tensor(spec.mean if spec else DEFAULT_MEAN, device=device).view(1, 3, 1, 1, 1)
         std = torch.tensor(spec.std if spec else DEFAULT_STD, device=device).view(1, 3, 1, 1, 1)

@@ -56,8 +56,10 @@ def save_checkpoint(model, path, style):
 NATIVE_ONLY = {"mvit_v2_s"}
 
 
-# The transformers leaps builds itself: full-size only, inverted in test_zoo_transformers.py.
-@pytest.mark.parametrize("spec", [s for s in list_models() if s.source != "leaps"], ids=lambda s: s.name)
+# The transformers leaps builds itself: full-size only, inverted in test_zoo_transformers.py. The
+# judges are never inverted (tests/test_toy_judges.py checks that they are refused).
+@pytest.mark.parametrize("spec", [s for s in list_models() if s.source != "leaps" and not s.judge],
+                         ids=lambda s: s.name)
 def test_invert_every_model_with_local_weights(spec, stimulus, tmp_path, capsys):
     torch.manual_seed(0)
     styles = ["plain", "pyth", "module"]

@@ -347,7 +347,7 @@ def test_trust_weights_is_passed_to_load_weights(tmp_path, monkeypatch, trust):
 
 def test_only_the_toy_models_ship_weights():
     assert {s.name for s in list_models() if s.ships_weights} == {
-        "toy_r3d", "toy_x3d", "toy_r2plus1d", "toy_r3d_robust"}
+        "toy_r3d", "toy_x3d", "toy_r2plus1d", "toy_r3d_robust", "toy_judge_2d", "toy_judge_attn"}
 
 
 def test_weights_and_pretrained_are_exclusive(tmp_path):

@@ -81,6 +81,9 @@ class ModelSpec:
     #: Maps an official checkpoint's state dict to this builder's key names (e.g. SlowFast's MViT
     #: keys to torchvision's); applied to ``weights=PATH`` files before they are loaded.
     state_dict_converter: Callable[[dict], dict] | None = None
+    #: True for a judge (``leaps.toy.JUDGES``): it only scores synthesised videos; leaps.invert
+    #: refuses it as the inverted model or verifier, so it never enters an objective.
+    judge: bool = False
 
     @property
     def input_geometry(self) -> tuple[int, int, int]:

@@ -1,5 +1,7 @@
 """The toy-world networks (:mod:`leaps.toy`), registered as ``toy_r3d``, ``toy_x3d``, ``toy_r2plus1d``,
-and ``toy_r3d_robust`` (ToyR3D trained adversarially, the network ``leaps demo`` inverts).
+and ``toy_r3d_robust`` (ToyR3D trained adversarially, the network ``leaps demo`` inverts), and the
+judges ``toy_judge_2d`` and ``toy_judge_attn`` (:mod:`leaps.toy.judges`; ``spec.judge`` is True:
+they score synthesised videos and :func:`leaps.invert` refuses them).
 
 They are trained offline on procedurally generated 8 x 64^2 action videos (10 classes), and
 their weights ship with the package (``leaps/data/toy_<net>.pt``), so that
@@ -22,6 +24,7 @@ from leaps.errors import WeightsError
 from leaps.models.registry import ModelSpec, Preset, register
 from leaps.toy.checkpoint import read_checkpoint, shipped_path
 from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD
+from leaps.toy.judge_train import build_judge
 from leaps.toy.nets import build_toy_net
 
 _NOTES = (
@@ -34,6 +37,13 @@ _NOTES = (
 _ROBUST_NOTES = (
     "; adversarially trained (FGSM with random start, eps 8/255 in pixels, 4 epochs: "
     "python -m leaps.toy.train --nets r3d --epochs 4 --adv-eps 0.03137254901960784)"
+)
+
+
+_JUDGE_NOTES = (
+    "judge: scores synthesised toy videos, never inverted nor used as verifier (leaps.invert refuses it); "
+    "{family}; trained apart from the other toy networks on the judge_train seed range with its own "
+    "augmentation and seed (python -m leaps.toy.train --nets {net})"
 )
 
 
@@ -52,7 +62,9 @@ def _load_shipped(net: str, robust: bool, num_classes: int) -> nn.Module:
             f"the shipped toy checkpoint of {net} was trained on other classes than leaps.toy "
             f"defines now; rebuild it with `python -m leaps.toy.train --nets {net}`"
         )
-    model = build_toy_net(net, len(TOY_CLASSES))
+    if net in _JUDGE_FAMILIES and not meta.get("judge"):
+        raise WeightsError(f"the shipped checkpoint of {net} was not trained as a judge")
+    model = (build_judge if net in _JUDGE_FAMILIES else build_toy_net)(net, len(TOY_CLASSES))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -81,11 +93,42 @@ def _spec(net: str, title: str, preset: Preset, robust: bool = False) -> ModelSp
     )
 
 
+_JUDGE_FAMILIES = {
+    "judge_2d": ("Toy judge (2D CNN + temporal conv)", "cnn", "per-frame 2D CNN with GroupNorm + temporal convolution"),
+    "judge_attn": ("Toy judge (space-time attention)", "transformer",
+                   "divided space-time attention over 2 x 16 x 16 tubelets, LayerNorm, mean pool"),
+}
+
+
+def _judge_spec(net: str) -> ModelSpec:
+    title, kind, family = _JUDGE_FAMILIES[net]
+    return ModelSpec(
+        name=f"toy_{net}",
+        title=title,
+        source="toy",
+        kind=kind,
+        frames=8,
+        size=64,
+        fixed_size=False,  # other sizes work (judge_scores resizes to 8 x 64^2)
+        mean=TOY_MEAN,
+        std=TOY_STD,
+        preset=Preset(1.0, 0.3, 7.5e-3),  # never used: a judge is never inverted
+        builder=partial(build_judge, net),
+        hub=partial(_load_shipped, net, False),
+        notes=_JUDGE_NOTES.format(family=family, net=net),
+        class_names=tuple(TOY_CLASSES),
+        ships_weights=True,
+        judge=True,
+    )
+
+
 SPECS = (
     _spec("r3d", "Toy R3D", Preset(1.0, 0.3, 7.5e-3)),  # 3D R50's preset
     _spec("x3d", "Toy X3D", Preset(1.0, 0.1, 1e-3)),  # X3D-S's preset
     _spec("r2plus1d", "Toy R(2+1)D", Preset(0.75, 0.1, 5e-3)),  # (2+1)D R50's preset
     _spec("r3d", "Toy R3D (robust)", Preset(1.0, 0.3, 7.5e-3), robust=True),
+    _judge_spec("judge_2d"),
+    _judge_spec("judge_attn"),
 )
 
 for _s in SPECS:

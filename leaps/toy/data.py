@@ -32,6 +32,7 @@ import torch.nn.functional as F
 __all__ = [
     "TOY_CLASSES",
     "TOY_MEAN",
+    "SPLITS",
     "TOY_STD",
     "ToyVideos",
     "generate",
@@ -69,8 +70,12 @@ _N_UNIFORM = 22  # uniforms drawn per video, always all of them (see _draw)
 _CHUNK = 64  # videos rendered at once by generate_batch
 _TEXTURE_GRID = 4  # the background texture is a 4 x 4 random grid, upsampled
 
-#: Seed ranges of the dataset splits (item seeds never collide with small user seeds).
-_SPLIT_BASE = {"train": 1 << 48, "val": 2 << 48, "test": 3 << 48, "stimulus": 4 << 48}
+#: Seed ranges of the dataset splits (item seeds never collide with small user seeds). The judge
+#: splits train and test the judges (leaps.toy.judges) on videos no other network ever sees.
+_SPLIT_BASE = {"train": 1 << 48, "val": 2 << 48, "test": 3 << 48, "stimulus": 4 << 48,
+               "judge_train": 5 << 48, "judge_val": 6 << 48, "judge_test": 7 << 48}
+#: The splits ToyVideos serves (every seed range but the stimuli's).
+SPLITS = ("train", "val", "test", "judge_train", "judge_val", "judge_test")
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,15 +255,16 @@ class ToyVideos(torch.utils.data.Dataset):
     """A deterministic, balanced split of the toy world, rendered on demand.
 
     Item ``i`` has label ``i % 10`` and seed ``base(split) + seed * 2**32 + i``: the splits
-    ('train', 'val', 'test') never share a video, and every item is the same on every call.
+    ('train', 'val', 'test', and the judges' 'judge_train', 'judge_val', 'judge_test') never
+    share a video (for ``seed < 2**16``), and every item is the same on every call.
     Items are ``(video normalised with TOY_MEAN / TOY_STD, label)``; ``normalize=False`` gives
     pixels in [0, 1].
     """
 
     def __init__(self, split: str = "train", length: int = 1000, *, frames: int = 8, size: int = 64,
                  seed: int = 0, normalize: bool = True):
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', not {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}, not {split!r}")
         self.split, self.length, self.frames, self.size = split, int(length), frames, size
         self.seed, self.normalize = int(seed), normalize
 

@@ -2,6 +2,7 @@
 
     python -m leaps.toy.train [--out leaps/data] [--nets r3d x3d r2plus1d] [--epochs 3]
                               [--train-clips 8000] [--seed 0] [--adv-eps 0]
+    python -m leaps.toy.train --nets judge_2d judge_attn     # the judges (leaps.toy.judges)
 
 Each network sees a fixed training set of ``--train-clips`` clips (split 'train', re-rendered on
 the fly every epoch: rendering costs ~1 ms a clip, far less than a training step), with random
@@ -18,6 +19,10 @@ signed-gradient step of ``1.25 E``, projection onto the E-ball and clamping of t
 [0, 1]. The default 0 trains exactly as before (same random streams, bit-identical weights).
 Robust classifiers have "perceptually aligned" input gradients (Santurkar et al. 2019), which
 is what an inversion follows.
+
+The judges (``--nets judge_2d judge_attn``) are trained by :mod:`leaps.toy.judge_train` with
+their own recipe, seed ranges and augmentation; ``--epochs``, ``--train-clips``, ``--batch``,
+``--lr`` and ``--seed`` override that recipe only when given.
 """
 
 from __future__ import annotations
@@ -34,9 +39,13 @@ from torch import nn
 
 from leaps.toy.checkpoint import checkpoint_name, save_checkpoint
 from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
+from leaps.toy.judge_train import JUDGE_SEED, train_judge
+from leaps.toy.judges import JUDGE_NETS
 from leaps.toy.nets import TOY_NETS, build_toy_net
 
 FRAMES, SIZE = 8, 64
+#: The toy networks' recipe: what ``--epochs`` etc. default to for them (the judges have their own).
+TOY_RECIPE = dict(epochs=3, train_clips=8000, batch=32, lr=3e-3, seed=0)
 
 
 def set_determinism(seed: int, threads: int = 2) -> None:
@@ -215,22 +224,29 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data",
                         help="folder for toy_<net>.pt, toy_<net>_robust.pt with --adv-eps "
                              "(default: the package's leaps/data)")
-    parser.add_argument("--nets", nargs="+", default=list(TOY_NETS), choices=list(TOY_NETS))
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-clips", type=int, default=8000)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nets", nargs="+", default=list(TOY_NETS), choices=[*TOY_NETS, *JUDGE_NETS],
+                        help="networks to train (default: the toy networks; judge_2d, judge_attn: the judges)")
+    recipe = "the judges: leaps.toy.judge_train.JUDGE_RECIPE"
+    parser.add_argument("--epochs", type=int, help=f"default {TOY_RECIPE['epochs']} ({recipe})")
+    parser.add_argument("--train-clips", type=int, help=f"default {TOY_RECIPE['train_clips']} ({recipe})")
+    parser.add_argument("--batch", type=int, help=f"default {TOY_RECIPE['batch']} ({recipe})")
+    parser.add_argument("--lr", type=float, help=f"default {TOY_RECIPE['lr']:g} ({recipe})")
+    parser.add_argument("--seed", type=int, help=f"default {TOY_RECIPE['seed']} (the judges: {JUDGE_SEED})")
     parser.add_argument("--test-clips", type=int, default=1000)
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="adversarial training: L-inf radius in pixel units [0, 1] (e.g. 0.0157 = 4/255); "
                              "fast FGSM with random start; 0 (default) = standard training")
     args = parser.parse_args(argv)
+    if args.adv_eps > 0 and any(name in JUDGE_NETS for name in args.nets):
+        parser.error("--adv-eps trains the toy networks only, not the judges")
+    given = {k: getattr(args, k) for k in TOY_RECIPE if getattr(args, k) is not None}
 
     overall = time.perf_counter()
     for name in args.nets:
-        model, meta = train_net(name, epochs=args.epochs, train_clips=args.train_clips, batch=args.batch,
-                                lr=args.lr, seed=args.seed, test_clips=args.test_clips, adv_eps=args.adv_eps)
+        if name in JUDGE_NETS:  # their own recipe, seed ranges and augmentation
+            model, meta = train_judge(name, test_clips=args.test_clips, **given)
+        else:
+            model, meta = train_net(name, test_clips=args.test_clips, adv_eps=args.adv_eps, **(TOY_RECIPE | given))
         path = save_checkpoint(model, meta, args.out / checkpoint_name(name, robust=args.adv_eps > 0))
         print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(f"all done in {time.perf_counter() - overall:.0f} s")
