@@ -96,7 +96,8 @@ def _spec(net: str, title: str, preset: Preset, robust: bool = False) -> ModelSp
 _JUDGE_FAMILIES = {
     "judge_2d": ("Toy judge (2D CNN + temporal conv)", "cnn", "per-frame 2D CNN with GroupNorm + temporal convolution"),
     "judge_attn": ("Toy judge (space-time attention)", "transformer",
-                   "divided space-time attention over 2 x 16 x 16 tubelets, LayerNorm, mean pool"),
+                   "divided space-time attention over 4 x 4 tokens per frame (convolutional patch embedding), "
+                   "LayerNorm, max pool"),
 }
 
 

@@ -6,9 +6,9 @@ them recognises, the others tend to recognise too. The judges are built and trai
 
 * :class:`ToyJudge2D` — a per-frame 2D CNN with GroupNorm (every frame on its own), then a
   temporal convolution over the frames' feature vectors;
-* :class:`ToyJudgeAttention` — a small space-time transformer: 2 x 16 x 16 tubelet embedding,
-  blocks of divided attention (time at each patch position, then space within each time step)
-  with LayerNorm, mean pool.
+* :class:`ToyJudgeAttention` — a small space-time transformer: a convolutional 16 x 16 patch
+  embedding per frame, blocks of divided attention (time at each patch position, then space
+  within each frame) with LayerNorm, max pool over the tokens.
 
 Neither has BatchNorm, so a judge's output for a video never depends on the rest of the batch.
 They are trained on their own seed range (splits ``judge_train`` / ``judge_test``), with their
@@ -16,7 +16,7 @@ own augmentation and optimiser seed (``python -m leaps.toy.train --nets judge_2d
 A judge only scores videos (:func:`leaps.toy.judging.judge_scores`): every judge module carries
 ``leaps_judge = True``, and :func:`leaps.invert` refuses one as the inverted model or verifier.
 Both accept other sizes than the 8 x 64^2 they were trained at (adaptive pooling; interpolated
-position embeddings for T even and H, W multiples of 16).
+position embeddings for H, W multiples of 16).
 """
 
 from __future__ import annotations
@@ -123,26 +123,35 @@ class _DividedBlock(nn.Module):
 
 
 class ToyJudgeAttention(_Judge):
-    """Space-time transformer: 2 x 16 x 16 tubelets, divided attention blocks, mean pool.
+    """Space-time transformer over 4 x 4 tokens per frame: convolutional patch embedding, blocks of
+    divided attention (time at each token position, then space within each frame), max pool.
 
-    8 x 64^2 input -> 4 x 16 tokens of width 64 (+ learned spatial and temporal position
-    embeddings, interpolated for other sizes) -> 4 blocks -> LayerNorm -> mean -> fc.
+    8 x 64^2 input -> a 16 x 16-pixel patch embedding (per frame a 4 x 4 patchify and a strided
+    3 x 3 convolution with GroupNorm, then a strided 3 x 3 x 3 convolution over 3 frames)
+    -> 8 x 16 tokens of width 64 (+ learned spatial and temporal
+    position embeddings, interpolated for other sizes) -> 4 blocks -> LayerNorm -> max over the
+    tokens -> fc. Measured on this data (100 steps, 640 clips): with a mean pool, or with no
+    blocks at all, validation top-1 stayed at chance (the object fills one or two of the 16
+    tokens of a frame, and the background tokens drown it); with the max pool it rose at once.
+    A plain linear 16 x 16 patch embedding also learned several times slower (40 % after 500
+    steps); early convolutions help transformers train (Xiao et al. 2021).
     """
 
-    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4, patch: int = 16,
-                 tubelet: int = 2, mlp_ratio: float = 2.0, frames: int = 8, size: int = 64, dropout: float = 0.1):
+    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4,
+                 mlp_ratio: float = 2.0, frames: int = 8, size: int = 64, dropout: float = 0.1):
         super().__init__()
-        self.num_classes, self.patch, self.tubelet = num_classes, patch, tubelet
-        # A two-step embedding (4 x 4 pixels, then 2 x 4 x 4 of those): a plain linear 16 x 16
-        # patch embedding stayed at chance level for a whole epoch of this data.
-        sub = patch // 4
+        self.num_classes, self.patch = num_classes, 16
         self.embed = nn.Sequential(
-            nn.Conv3d(3, dim // 2, (1, 4, 4), (1, 4, 4)), nn.GroupNorm(1, dim // 2), nn.GELU(),
-            nn.Conv3d(dim // 2, dim, (tubelet, sub, sub), (tubelet, sub, sub)),
+            nn.Conv2d(3, 24, 4, 4), nn.GroupNorm(1, 24), nn.GELU(),
+            nn.Conv2d(24, 48, 3, 2, 1), nn.GroupNorm(1, 48), nn.GELU(),
         )
-        grid = size // patch
+        # The last embedding step also spans 3 frames, so every token carries the local direction
+        # of motion: with a per-frame embedding the network never told up from down or growing
+        # from shrinking (held-out top-1 stuck at 76 %, the six directional classes at chance).
+        self.embed_time = nn.Conv3d(48, dim, 3, (1, 2, 2), 1)
+        grid = size // self.patch
         self.pos_space = nn.Parameter(torch.zeros(1, dim, grid, grid))
-        self.pos_time = nn.Parameter(torch.zeros(1, dim, frames // tubelet))
+        self.pos_time = nn.Parameter(torch.zeros(1, dim, frames))
         nn.init.trunc_normal_(self.pos_space, std=0.02)
         nn.init.trunc_normal_(self.pos_time, std=0.02)
         self.blocks = nn.ModuleList(_DividedBlock(dim, heads, mlp_ratio) for _ in range(depth))
@@ -156,21 +165,22 @@ class ToyJudgeAttention(_Judge):
 
     def forward(self, x):
         b, c, t, h, w = x.shape
-        if h % self.patch or w % self.patch or t % self.tubelet:
-            raise ValueError(f"ToyJudgeAttention needs T divisible by {self.tubelet} and H, W by {self.patch}, "
-                             f"got {t} x {h} x {w}")
-        tokens = self.embed(x).transpose(1, 2)  # B x T' x C x H' x W'
-        t, gh, gw = tokens.shape[1], tokens.shape[3], tokens.shape[4]
+        if h % self.patch or w % self.patch:
+            raise ValueError(f"ToyJudgeAttention needs H and W divisible by {self.patch}, got {h} x {w}")
+        frames = self.embed(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B T) x C' x H/8 x W/8
+        frames = frames.view(b, t, *frames.shape[1:]).transpose(1, 2)  # B x C' x T x H/8 x W/8
+        tokens = self.embed_time(frames).transpose(1, 2)  # B x T x C x H' x W'
+        gh, gw = tokens.shape[3:]
         pos_s = self.pos_space if (gh, gw) == self.pos_space.shape[2:] else F.interpolate(
             self.pos_space, size=(gh, gw), mode="bilinear", align_corners=False)
         pos_t = self.pos_time if t == self.pos_time.shape[2] else F.interpolate(
             self.pos_time, size=t, mode="linear", align_corners=False)
-        tokens = tokens + pos_s[:, None] + pos_t[..., None, None].transpose(1, 2)
+        tokens = tokens + pos_s[:, None] + pos_t.transpose(1, 2)[..., None, None]
         x = tokens.flatten(3).transpose(2, 3)  # B x T x P x C
         for block in self.blocks:
             x = block(x)
         # the last norm sees B x T x H' x W' x C tokens (the layout leaps.models expects of a transformer)
-        x = self.norm(x.view(b, t, gh, gw, -1)).mean(dim=(1, 2, 3))
+        x = self.norm(x.view(b, t, gh, gw, -1)).amax(dim=(1, 2, 3))
         return self.fc(self.dropout(x))
 
 
