@@ -29,10 +29,15 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config, demo_networks
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
+from leaps.toy.judging import judge_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
 RECIPES: dict[str, dict] = {
     "demo": {},
+    # the paper's recipe on the demo's networks: x* at 64^2 from unit noise, the model's Table S1-style
+    # preset, default jitter, no TV prior (every DEMO_PRESET field back to the library default)
+    "paper": dict(init_scale=1.0, r=None, lambda_first=None, lambda_last=None, prior_tv=0.0, size=64,
+                  model_input=None, verifier_input=None, jitter=None),
     "fourier": dict(param="fourier"),
     "fourier lr 0.05": dict(param="fourier", lr=0.05),
     "aug": dict(aug_scale=(0.9, 1.1), aug_rotate=10.0, aug_time_shift=1),
@@ -62,9 +67,12 @@ def parse_recipe(text: str) -> tuple[str, dict]:
 
 
 @torch.no_grad()
-def judge_scores(judge: Network, videos: torch.Tensor, targets: list[int]) -> tuple[float, float]:
-    """(top-1, mean p(target)) of ``judge`` on videos in [0, 1], normalised and resized as it expects."""
-    probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
+def judge_scores(judge, videos: torch.Tensor, targets: list[int]) -> tuple[float, float]:
+    """(top-1, mean p(target)) of ``judge`` (a judge's registry name, or a wrapped Network) on videos in [0, 1]."""
+    if isinstance(judge, str):  # a shipped judge: leaps.toy.judging resizes and normalises for it
+        probs = judge_probs(videos, [judge])[judge]
+    else:
+        probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
     t = torch.tensor(targets)
     return (probs.argmax(1) == t).float().mean().item(), probs.gather(1, t[:, None]).mean().item()
 
@@ -93,7 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
                    help=f"names of {sorted(RECIPES)} or field=value,... (default: {', '.join(DEFAULT_RECIPES)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, nargs="+", default=[200],
+                   help="step counts; several give a time-to-quality table (one run per count)")
     p.add_argument("--judges", nargs="+", default=list(DEFAULT_JUDGES), help="registered models that score the videos")
     p.add_argument("--json", type=Path, default=None, help="also write every row here")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -105,25 +114,29 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     model, verifier = demo_networks(device)
     nets = {"model": model, "verifier": verifier}
-    judges = {name: Network.wrap(build_model(name, pretrained=True).to(device), get_spec(name), None)
-              for name in args.judges}
-    print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}), {args.steps} steps, 10 videos a run; "
+    judges = {name: name if get_spec(name).judge else
+              Network.wrap(build_model(name, pretrained=True).to(device), get_spec(name), None) for name in args.judges}
+    print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}), steps {args.steps}, 10 videos a run; "
           f"judges {', '.join(args.judges)}; seeds {args.seeds}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, fields in recipes:
-            for seed in args.seeds:
-                row = {"recipe": name, **run_one(fields, seed, args.steps, nets, judges, Path(tmp), args.progress)}
-                rows.append(row)
-                print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                      flush=True)
+            for steps in args.steps:
+                for seed in args.seeds:
+                    row = {"recipe": name, "steps": steps,
+                           **run_one(fields, seed, steps, nets, judges, Path(tmp), args.progress)}
+                    rows.append(row)
+                    print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in row.items()), flush=True)
     cols = ["top1_model", "top1_verifier"] + [f"{m} {j}" for j in args.judges for m in ("top1", "p")]
-    print("\n| recipe | " + " | ".join(cols) + " | s/run |")
-    print("|---" * (len(cols) + 2) + "|")
+    print("\n| recipe | steps | " + " | ".join(cols) + " | s/run |")
+    print("|---" * (len(cols) + 3) + "|")
     for name, _ in recipes:
-        mine = [r for r in rows if r["recipe"] == name]
-        cells = [_mean_std([r[c] for r in mine]) for c in cols]
-        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
+        for steps in args.steps:
+            mine = [r for r in rows if r["recipe"] == name and r["steps"] == steps]
+            cells = [_mean_std([r[c] for r in mine]) for c in cols]
+            print(f"| {name} | {steps} | " + " | ".join(cells)
+                  + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "judges": args.judges,

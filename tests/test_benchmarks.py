@@ -71,10 +71,12 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a name"):
         recipes.parse_recipe("no-such-recipe")
     out = tmp_path / "recipes.json"
-    assert recipes.main(["--recipes", "demo", "aug_time_shift=1", "--seeds", "0", "--steps", "2",
-                         "--judges", "toy_r2plus1d", "toy_x3d", "--json", str(out)]) == 0
+    assert recipes.main(["--recipes", "paper", "aug_time_shift=1", "--seeds", "0", "--steps", "1", "2",
+                         "--judges", "toy_judge_2d", "toy_x3d", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["recipe"], r["seed"]) for r in rows] == [("demo", 0), ("aug_time_shift=1", 0)]
-    for key in ("top1 toy_r2plus1d", "p toy_r2plus1d", "top1 toy_x3d", "p toy_x3d"):
+    assert [(r["recipe"], r["steps"], r["seed"]) for r in rows] == [
+        ("paper", 1, 0), ("paper", 2, 0), ("aug_time_shift=1", 1, 0), ("aug_time_shift=1", 2, 0)]
+    for key in ("top1 toy_judge_2d", "p toy_judge_2d", "top1 toy_x3d", "p toy_x3d"):
         assert all(0.0 <= r[key] <= 1.0 for r in rows)
-    assert "| aug_time_shift=1 |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
