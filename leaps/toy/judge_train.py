@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,7 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
                 test_clips: int = 1000, val_clips: int = 500, log=print) -> tuple[nn.Module, dict]:
     """Train judge ``name`` (recipe :data:`JUDGE_RECIPE`, overridden by the arguments given);
     returns ``(model in eval mode, metadata)``."""
-    from leaps.toy.train import _batches, _lr_at, evaluate, set_determinism
+    from leaps.toy.train import evaluate, run_epochs, set_determinism
 
     recipe = JUDGE_RECIPE[name] | {k: v for k, v in dict(epochs=epochs, train_clips=train_clips, batch=batch,
                                                              lr=lr).items() if v is not None}
@@ -106,31 +107,17 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     steps_per_epoch = math.ceil(train_clips / batch)
-    total = epochs * steps_per_epoch
     params = sum(p.numel() for p in model.parameters())
     log(f"[{name}] {type(model).__name__}: {params:,} parameters, {epochs} epochs x {steps_per_epoch} steps "
         f"of {batch} clips (judge split, seed {seed})")
 
-    start, step = time.perf_counter(), 0
-    for epoch in range(epochs):
-        model.train()
-        seen = correct = loss_sum = 0
-        for indices in _batches(train_clips, batch, order_gen):
-            videos, labels = train.batch(indices)
-            videos, labels = augment(videos, labels, augment_gen)
-            for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, total, lr, warmup=max(1, total // 20))
-            logits = model(normalise(videos))
-            loss = F.cross_entropy(logits, labels, label_smoothing=0.05)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            step += 1
-            seen += len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            loss_sum += float(loss.detach()) * len(labels)
-        log(f"[{name}] epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.3f}, train top-1 {correct / seen:.3f}, "
-            f"val top-1 {evaluate(model, val):.3f} ({time.perf_counter() - start:.0f} s)")
+    def prepare(videos, labels):
+        videos, labels = augment(videos, labels, augment_gen)
+        return normalise(videos), labels
+
+    start = time.perf_counter()
+    run_epochs(model, train, val, optimiser, name=name, epochs=epochs, batch=batch, lr=lr, order_gen=order_gen,
+               prepare=prepare, loss_fn=partial(F.cross_entropy, label_smoothing=0.05), log=log)
 
     train_seconds = time.perf_counter() - start
     test = ToyVideos("judge_test", test_clips, frames=FRAMES, size=SIZE)

@@ -132,6 +132,35 @@ def recalibrate_batchnorm(model: nn.Module, data: ToyVideos, batch: int = 50) ->
     model.eval()
 
 
+def run_epochs(model: nn.Module, train: ToyVideos, val: ToyVideos, optimiser, *, name: str, epochs: int, batch: int,
+               lr: float, order_gen: torch.Generator, prepare, loss_fn, log=print) -> None:
+    """The training loop shared by the toy networks and the judges: ``epochs`` shuffled passes over
+    ``train``, each batch through ``prepare(videos, labels)`` (augmentation), AdamW with linear warm-up
+    and cosine decay, a line per epoch with the validation top-1."""
+    steps_per_epoch = math.ceil(len(train) / batch)
+    total = epochs * steps_per_epoch
+    start, step = time.perf_counter(), 0
+    for epoch in range(epochs):
+        model.train()
+        seen = correct = loss_sum = 0
+        for indices in _batches(len(train), batch, order_gen):
+            videos, labels = prepare(*train.batch(indices))
+            for group in optimiser.param_groups:
+                group["lr"] = _lr_at(step, total, lr, warmup=max(1, total // 20))
+            logits = model(videos)
+            loss = loss_fn(logits, labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            seen += len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += float(loss.detach()) * len(labels)
+        log(f"[{name}] epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.3f}, "
+            f"train top-1 {correct / seen:.3f}, val top-1 {evaluate(model, val):.3f} "
+            f"({time.perf_counter() - start:.0f} s)")
+
+
 def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int = 32,
               lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, bn_clips: int = 2000,
               test_clips: int = 1000, val_clips: int = 500, adv_eps: float = 0.0,
@@ -149,36 +178,21 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
     adv_gen = torch.Generator().manual_seed(seed + 2)  # only drawn from when adv_eps > 0
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(train_clips / batch)
-    total = epochs * steps_per_epoch
     params = sum(p.numel() for p in model.parameters())
     log(f"[{name}] {type(model).__name__}: {params:,} parameters, {epochs} epochs x "
         f"{steps_per_epoch} steps of {batch} clips"
         + (f", adversarial (FGSM + random start, eps {adv_eps:g} = {adv_eps * 255:.3g}/255)" if adv_eps > 0 else ""))
 
-    start, step = time.perf_counter(), 0
-    for epoch in range(epochs):
-        model.train()
-        seen = correct = loss_sum = 0
-        for indices in _batches(train_clips, batch, order_gen):
-            videos, labels = train.batch(indices)
-            flip = torch.rand(len(indices), generator=flip_gen) < 0.5
-            videos[flip] = videos[flip].flip(-1)  # mirror-invariant classes: free augmentation
-            for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, total, lr, warmup=max(1, total // 20))
-            if adv_eps > 0:
-                videos = fgsm_perturb(model, videos, labels, adv_eps, adv_gen)
-            logits = model(videos)
-            loss = F.cross_entropy(logits, labels)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            step += 1
-            seen += len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            loss_sum += float(loss.detach()) * len(labels)
-        log(f"[{name}] epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.3f}, "
-            f"train top-1 {correct / seen:.3f}, val top-1 {evaluate(model, val):.3f} "
-            f"({time.perf_counter() - start:.0f} s)")
+    def prepare(videos, labels):
+        flip = torch.rand(len(labels), generator=flip_gen) < 0.5
+        videos[flip] = videos[flip].flip(-1)  # mirror-invariant classes: free augmentation
+        if adv_eps > 0:
+            videos = fgsm_perturb(model, videos, labels, adv_eps, adv_gen)
+        return videos, labels
+
+    start = time.perf_counter()
+    run_epochs(model, train, val, optimiser, name=name, epochs=epochs, batch=batch, lr=lr, order_gen=order_gen,
+               prepare=prepare, loss_fn=F.cross_entropy, log=log)
 
     # BN statistics from fresh training-distribution clips (another seed of the train split).
     bn_data = ToyVideos("train", bn_clips, frames=FRAMES, size=SIZE, seed=seed + 1000)
