@@ -211,3 +211,30 @@ def test_invert_preset_file_replaces_defaults_and_flags_win(tmp_path):
     assert (config.lambda_first, config.lambda_last, config.r) == (0.5, 0.4, 5e-3)
     config = _config_from_args(build_parser().parse_args(base + ["--r", "1e-3"]))
     assert (config.lambda_first, config.r) == (0.5, 1e-3)
+
+
+def test_sigkilled_worker_resumes_with_the_same_command(full, tmp_path):
+    # A real kill -9 mid-grid (not a simulated orphan): the same command then ends with every point done once.
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "leaps.tune", "--model", "toy_r3d", *GRID_FLAGS, *SETUP_FLAGS, "--out",
+           str(tmp_path), "--quiet"]
+    worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    complete = 0
+    while time.monotonic() < deadline and worker.poll() is None:
+        if (tmp_path / "study.log").exists():
+            study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(tmp_path))
+            complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+            if complete >= 1:
+                break
+        time.sleep(0.02)
+    assert worker.poll() is None, "the worker finished before it could be killed"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    assert 1 <= complete < POINTS
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert table(tmp_path) == table(full[0])
