@@ -3,7 +3,8 @@
 # benchmarks at the headline setting. Every step gets what is left of one deadline
 # (GPU_CHECK_BUDGET seconds, default 540), so the whole script fits one device call.
 # GPU_CHECK_STEPS picks and orders the steps after the build (default "tests kernels table4";
-# "kernels" is benchmarks/kernel_latency.py; "tune" adds the Triton tile sweep, benchmarks/tune_triton.py).
+# "kernels" is benchmarks/kernel_latency.py; "tune" adds the Triton tile sweep, benchmarks/tune_triton.py;
+# "zoo" the Table 4 rows of the transformers, ZOO_MODELS, default timesformer swin3d_b mvit_v2_b).
 # Everything lands in $OUT (default ./gpu-out): build.log (with the versions), tests.log,
 # kernels.{log,json}, table4.{log,json,md}, tune.{log,json}. TABLE4_ROWS overrides the Table 4 rows.
 #
@@ -66,6 +67,15 @@ table4() {
 echo "== table4 (t=${SECONDS}s)"
 timeout "$(slot 400)" python3 -m benchmarks.table4 --models slow_r50 --geometries 8x224 --batch 1 16 --iters 10 --warmup 3 \
     --rows $TABLE4_ROWS --json "$OUT/table4.json" --markdown "$OUT/table4.md" 2>&1 | tee "$OUT/table4.log"
+}
+
+zoo() {
+# The transformers leaps builds itself and Video Swin-B: Table 4's bare, bare-fast and fast rows at B = 1 and 16
+# on their native inputs (random weights: latency does not depend on them), verifier x3d_s.
+echo "== zoo (t=${SECONDS}s)"
+timeout "$(slot 400)" python3 -m benchmarks.table4 --models ${ZOO_MODELS:-timesformer swin3d_b mvit_v2_b} --geometries 8x224 \
+    --batch 1 16 --iters 5 --warmup 2 --rows bare bare-fast leaps-fast --json "$OUT/zoo.json" \
+    --markdown "$OUT/zoo.md" 2>&1 | tee "$OUT/zoo.log"
 }
 
 tune() {
