@@ -29,7 +29,7 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config, demo_networks
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
-from leaps.toy.judging import judge_probs
+from leaps.toy.judging import judge_probs, scores_from_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
 RECIPES: dict[str, dict] = {
@@ -73,8 +73,8 @@ def judge_scores(judge, videos: torch.Tensor, targets: list[int]) -> tuple[float
         probs = judge_probs(videos, [judge])[judge]
     else:
         probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
-    t = torch.tensor(targets)
-    return (probs.argmax(1) == t).float().mean().item(), probs.gather(1, t[:, None]).mean().item()
+    scores = scores_from_probs(probs, targets)
+    return scores["top1"], scores["p_target"]
 
 
 def run_one(fields: dict, seed: int, steps: int, nets: dict, judges: dict, tmp: Path, progress: bool = False) -> dict:

@@ -66,11 +66,14 @@ def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[
     targets = torch.as_tensor(list(targets), dtype=torch.long)
     if len(targets) != len(videos):
         raise ShapeError(f"got {len(videos)} videos but {len(targets)} targets")
-    scores = {}
-    for name, probs in judge_probs(videos, judges).items():
-        scores[name] = {"top1": float((probs.argmax(1) == targets).float().mean()),
-                        "p_target": float(probs[torch.arange(len(targets)), targets].mean())}
-    return scores
+    return {name: scores_from_probs(probs, targets) for name, probs in judge_probs(videos, judges).items()}
+
+
+def scores_from_probs(probs: torch.Tensor, targets) -> dict[str, float]:
+    """``top1`` and ``p_target`` of softmax outputs ``N x classes`` against ``targets`` (N class indices)."""
+    targets = torch.as_tensor(list(targets), dtype=torch.long)
+    return {"top1": float((probs.argmax(1) == targets).float().mean()),
+            "p_target": float(probs[torch.arange(len(targets)), targets].mean())}
 
 
 def format_judge_scores(scores: dict[str, dict]) -> list[str]:
