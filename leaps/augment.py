@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .constants import is_real
 from .errors import LeapsError
 
 #: Salt of the augmentation stream: Random(f"{SALT}{seed}") is independent of Random(seed).
@@ -35,13 +36,11 @@ def active(cfg) -> bool:
 def check(cfg) -> None:
     """One clear error for a bad value of any option of this module."""
     if cfg.aug_scale is not None:
-        ok = isinstance(cfg.aug_scale, (tuple, list)) and len(cfg.aug_scale) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in cfg.aug_scale)
+        ok = isinstance(cfg.aug_scale, (tuple, list)) and len(cfg.aug_scale) == 2 and all(map(is_real, cfg.aug_scale))
         if not ok or not 0 < cfg.aug_scale[0] <= cfg.aug_scale[1]:
             raise LeapsError(f"aug_scale must be (lo, hi) with 0 < lo <= hi, e.g. (0.9, 1.1); got {cfg.aug_scale!r}")
     rotate = cfg.aug_rotate
-    if isinstance(rotate, bool) or not isinstance(rotate, (int, float)) or not math.isfinite(rotate) \
-            or not 0 <= rotate <= 180:
+    if not is_real(rotate) or not 0 <= rotate <= 180:
         raise LeapsError(f"aug_rotate must be a number of degrees in [0, 180] (0: off), got {rotate!r}")
     shift = cfg.aug_time_shift
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from dataclasses import dataclass, field
 
-from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, PARAMS, check_choice
+from .constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES, PARAMS, check_choice, is_real
 from .errors import LeapsError
 
 #: Argument groups of ``leaps invert`` the fields belong to (titles in :mod:`leaps.cli`).
@@ -189,8 +188,7 @@ class InversionConfig:
             raise LeapsError("sync_every must be >= 0")
         if self.lr <= 0:
             raise LeapsError("lr must be positive")
-        if isinstance(self.prior_tv, bool) or not isinstance(self.prior_tv, (int, float)) \
-                or not math.isfinite(self.prior_tv) or self.prior_tv < 0:
+        if not is_real(self.prior_tv) or self.prior_tv < 0:
             raise LeapsError(f"prior_tv must be a finite number >= 0 (0: off), got {self.prior_tv!r}")
         if self.prior_tv and self.objective != "leaps":
             raise LeapsError(f"prior_tv adds to the LEAPS objective; objective {self.objective!r} does not use it "
@@ -208,20 +206,21 @@ class InversionConfig:
         if isinstance(self.extra_models, str) or not all(isinstance(m, str) and m for m in self.extra_models):
             raise LeapsError(f"extra_models must be a sequence of registered model names, got {self.extra_models!r}")
         w = self.extra_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        if not is_real(w) or w < 0:
             raise LeapsError(f"extra_weight must be a finite number >= 0, got {w!r}")
         if self.extra_models and self.objective != "leaps":
             raise LeapsError(f"extra_models add to the LEAPS objective; objective {self.objective!r} does not use them")
 
 
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(InversionConfig))
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(InversionConfig))  # positional arguments map onto these
+_FIELD_NAMES = frozenset(_FIELD_ORDER)
 _generated_init = InversionConfig.__init__
 
 
 @functools.wraps(_generated_init)
 def _init_noting_explicit_fields(self, *args, **kwargs):
     # Which fields the caller gave: a preset fills only the others (an explicit default still wins).
-    self._explicit = frozenset([f.name for f in dataclasses.fields(InversionConfig)][:len(args)]) | frozenset(kwargs)
+    self._explicit = frozenset(_FIELD_ORDER[:len(args)]) | frozenset(kwargs)
     _generated_init(self, *args, **kwargs)
 
 

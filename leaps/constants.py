@@ -7,6 +7,8 @@ uses the same epsilons as the plain-torch references instead of copies of the li
 
 from __future__ import annotations
 
+import math
+
 from .errors import LeapsError
 
 #: Objectives of one inversion: LEAPS, eq. (4), and the two baselines of Section 4.2.
@@ -26,6 +28,11 @@ PARAMS = ("pixel", "fourier")
 JVS_EPS = 1e-8
 #: sqrt(max(x, SQRT_FLOOR)): a zero distance (l2, R_feat) has gradient 0, not NaN.
 SQRT_FLOOR = 1e-24
+
+
+def is_real(value) -> bool:
+    """A finite int or float, not a bool: what a numeric option accepts."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_choice(value, choices, what: str) -> None:
