@@ -27,6 +27,7 @@ from torch import nn
 
 from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judges import JUDGE_NETS
+from leaps.video import normalize
 
 FRAMES, SIZE = 8, 64
 #: Seed of the judges' initialisation, batch order and augmentation (the toy networks use 0).
@@ -71,12 +72,6 @@ def augment(videos: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) ->
     return videos, labels
 
 
-def normalise(videos: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 1] -> the toy networks' input (TOY_MEAN / TOY_STD)."""
-    mean, std = torch.tensor(TOY_MEAN).view(1, 3, 1, 1, 1), torch.tensor(TOY_STD).view(1, 3, 1, 1, 1)
-    return (videos - mean) / std
-
-
 def build_judge(name: str, num_classes: int = 10) -> nn.Module:
     """A randomly initialised judge ``name`` (a key of :data:`leaps.toy.judges.JUDGE_NETS`)."""
     try:
@@ -113,7 +108,7 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
 
     def prepare(videos, labels):
         videos, labels = augment(videos, labels, augment_gen)
-        return normalise(videos), labels
+        return normalize(videos, TOY_MEAN, TOY_STD), labels  # the toy networks' input
 
     start = time.perf_counter()
     run_epochs(model, train, val, optimiser, name=name, epochs=epochs, batch=batch, lr=lr, order_gen=order_gen,

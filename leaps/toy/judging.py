@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from leaps.errors import ShapeError, UnknownModelError
+from leaps.video import normalize
 
 #: Registry names of the judges, in the order they are reported.
 JUDGES: tuple[str, ...] = ("toy_judge_2d", "toy_judge_attn")
@@ -53,9 +54,7 @@ def judge_probs(videos: torch.Tensor, judges: Sequence[str] = JUDGES) -> dict[st
         x = videos.float()
         if tuple(x.shape[2:]) != spec.input_geometry:
             x = F.interpolate(x, size=spec.input_geometry, mode="trilinear", align_corners=False)
-        mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1, 1)
-        std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1, 1)
-        out[name] = model((x - mean) / std).softmax(1).cpu()
+        out[name] = model(normalize(x, spec.mean, spec.std)).softmax(1).cpu()
     return out
 
 
