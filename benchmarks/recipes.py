@@ -11,12 +11,17 @@ part in the optimisation) classifies the 10 videos at 64^2; we report its top-1 
 probability of the target class, per seed and as mean +- std over the seeds. A recipe is a name
 of :data:`RECIPES` or ``field=value,...`` (values as JSON; separate by ``;`` when a value holds a
 comma); the pseudo-field ``stimuli_per_class``
-primes each video from that many generated stimuli of its class.
+primes each video from that many generated stimuli of its class, and ``model`` / ``verifier`` name
+other registered networks to invert / verify with. ``--variant NAME=BASE:FILE`` registers a toy
+checkpoint (e.g. one ``python -m leaps.toy.train --adv-eps ... --name-suffix ...`` wrote) as model
+NAME built like BASE, for ``model=NAME`` or ``extra_models=["NAME"]``. ``--device cuda`` runs on a GPU
+(``fast=true`` in a recipe then takes the fused, CUDA-graphed step).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config, demo_networks
+from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
 from leaps.toy.judging import judge_probs, scores_from_probs
@@ -77,18 +82,75 @@ def judge_scores(judge, videos: torch.Tensor, targets: list[int]) -> tuple[float
     return scores["top1"], scores["p_target"]
 
 
-def run_one(fields: dict, seed: int, steps: int, nets: dict, judges: dict, tmp: Path, progress: bool = False) -> dict:
+def register_variant(text: str) -> str:
+    """Register ``NAME=BASE:FILE``: the toy checkpoint FILE as model NAME, built like registered BASE."""
+    from leaps.models.registry import register
+    from leaps.toy.checkpoint import read_checkpoint
+    from leaps.toy.data import TOY_CLASSES
+    from leaps.toy.nets import build_toy_net
+
+    try:
+        name, rest = text.split("=", 1)
+        base, path = rest.split(":", 1)
+    except ValueError:
+        raise SystemExit(f"--variant {text!r}: expected NAME=BASE:FILE") from None
+
+    def hub(num_classes, path=path):
+        state, meta = read_checkpoint(path)
+        model = build_toy_net(meta["net"], len(TOY_CLASSES))
+        model.load_state_dict(state, strict=True)
+        model.toy_meta = meta
+        return model
+
+    register(dataclasses.replace(get_spec(base), name=name, hub=hub, title=f"{get_spec(base).title} [{path}]"),
+             replace=True)
+    return name
+
+
+class Networks(dict):
+    """Registered networks (pretrained weights) on one device, built on first use."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device = device
+
+    def __missing__(self, name: str):
+        self[name] = build_model(name, pretrained=True).to(self.device)
+        return self[name]
+
+
+def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, tmp: Path,
+            progress: bool = False) -> dict:
     fields = dict(fields)
     per_class = fields.pop("stimuli_per_class", 1)
+    model, verifier = nets[fields.pop("model", DEMO_MODEL)], nets[fields.pop("verifier", DEMO_VERIFIER)]
     labels, stimuli = demo_batch(tmp / f"k{per_class}", stimuli_per_class=per_class)
     config = demo_config(steps, progress=progress, seed=seed).replace(**fields)
     start = time.perf_counter()
-    result = at_demo_size(invert(nets["model"], labels, stimuli, nets["verifier"], config))
+    result = at_demo_size(invert(model, labels, [_on(s, nets.device) for s in stimuli], verifier, config))
+    if nets.device.type == "cuda":
+        torch.cuda.synchronize()
     row = {"seed": seed, "seconds": round(time.perf_counter() - start, 1),
            "top1_model": result.top1("model"), "top1_verifier": result.top1("verifier")}
     for name, judge in judges.items():
         row[f"top1 {name}"], row[f"p {name}"] = judge_scores(judge, result.video.float(), list(result.targets))
     return row
+
+
+def _write_json(path: Path, args, recipes, rows) -> None:
+    from leaps._atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "judges": args.judges,
+                                         "device": args.device, "variants": args.variant,
+                                         "recipes": {n: {k: list(v) if isinstance(v, tuple) else v
+                                                         for k, v in f.items()} for n, f in recipes},
+                                         "rows": rows}, indent=1))
+
+
+def _on(stimulus, device):
+    return [s.to(device) for s in stimulus] if isinstance(stimulus, list) else stimulus.to(device)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -107,13 +169,20 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write every row here")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--progress", action="store_true", help="a progress bar per run (stderr)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--fast", action="store_true", help="fast=True in every recipe (on a GPU: the fused, graphed step)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:FILE",
+                   help="register a toy checkpoint FILE as model NAME built like BASE (repeatable)")
     args = p.parse_args(argv)
     recipes = [parse_recipe(r) for r in args.recipes]
+    if args.fast:
+        recipes = [(name, {**fields, "fast": True}) for name, fields in recipes]
+    for text in args.variant:
+        register_variant(text)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    model, verifier = demo_networks(device)
-    nets = {"model": model, "verifier": verifier}
+    device = torch.device(args.device)
+    nets = Networks(device)
     judges = {name: name if get_spec(name).judge else
               Network.wrap(build_model(name, pretrained=True).to(device), get_spec(name), None) for name in args.judges}
     print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}), steps {args.steps}, 10 videos a run; "
@@ -126,6 +195,8 @@ def main(argv=None) -> int:
                     row = {"recipe": name, "steps": steps,
                            **run_one(fields, seed, steps, nets, judges, Path(tmp), args.progress)}
                     rows.append(row)
+                    if args.json:  # after every run: a time limit still leaves the rows so far
+                        _write_json(args.json, args, recipes, rows)
                     print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                            for k, v in row.items()), flush=True)
     cols = ["top1_model", "top1_verifier"] + [f"{m} {j}" for j in args.judges for m in ("top1", "p")]
@@ -137,12 +208,6 @@ def main(argv=None) -> int:
             cells = [_mean_std([r[c] for r in mine]) for c in cols]
             print(f"| {name} | {steps} | " + " | ".join(cells)
                   + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "judges": args.judges,
-                                         "recipes": {n: {k: list(v) if isinstance(v, tuple) else v
-                                                         for k, v in f.items()} for n, f in recipes},
-                                         "rows": rows}, indent=1))
     return 0
 
 
