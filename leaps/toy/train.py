@@ -191,8 +191,9 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
     ``adv_eps`` > 0: adversarial training (see :func:`fgsm_perturb`), radius in pixel units;
     ``adv_steps`` > 1 makes the attack PGD; ``adv_warmup`` (epochs) ramps the radius linearly from
     0 up to ``adv_eps`` over that many first epochs (from scratch at 16/255 the network otherwise
-    stays at chance: measured, 7.7 % train top-1 after one epoch of FGSM). ``device``: where the network trains (clips are
-    rendered on the CPU either way; a GPU gives other weights than the CPU, not bit-identical).
+    stays at chance: measured, 7.7 % train top-1 after one epoch of FGSM). ``device``: where the
+    network trains (clips are rendered on the CPU either way; a GPU gives other weights than the
+    CPU, not bit-identical).
     """
     set_determinism(seed)
     device = torch.device(device)
@@ -237,8 +238,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
     robust_acc = None
     if adv_eps > 0:  # FGSM-RS accuracy on the first 200 test clips (a cheap sanity check of robustness)
         robust_acc = evaluate_fgsm(model, test, adv_eps, clips=min(200, test_clips), seed=seed, steps=adv_steps)
-        log(f"[{name}] held-out top-1 under {'FGSM-RS' if adv_steps == 1 else f'PGD-{adv_steps}'} eps {adv_eps:g}: {robust_acc:.4f} "
-            f"on {min(200, test_clips)} clips")
+        attack = "FGSM-RS" if adv_steps == 1 else f"PGD-{adv_steps}"
+        log(f"[{name}] held-out top-1 under {attack} eps {adv_eps:g}: {robust_acc:.4f} on {min(200, test_clips)} clips")
     meta = {
         "net": name,
         "arch": type(model).__name__,
