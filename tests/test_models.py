@@ -397,3 +397,52 @@ def test_build_model_records_spec_for_invert():
     net = Network.wrap(model, None, None)
     assert net.spec is model.leaps_spec and net.geometry is None  # size-independent CNN
     assert torch.allclose(net.mean.flatten(), torch.tensor(model.leaps_spec.mean))
+
+
+@pytest.mark.parametrize("q_thw,k_thw", [((2, 4, 4), (2, 4, 4)), ((2, 4, 4), (2, 2, 2)), ((3, 5, 7), (3, 3, 4))])
+def test_mvit_rel_pos_on_device_is_bit_identical_to_torchvision(q_thw, k_thw):
+    # The graph-safe relative-position term must change only where the index tensors live.
+    from torchvision.models.video import mvit
+
+    from leaps.models import _compat, mvit_rel_pos
+
+    _compat.torchvision_video()
+    assert mvit._add_rel_pos is mvit_rel_pos.add_rel_pos  # every MViT leaps builds uses it
+    original = mvit._torchvision_add_rel_pos
+    gen = torch.Generator().manual_seed(0)
+    b, heads, dim = 2, 3, 8
+    q = torch.randn(b, heads, 1 + q_thw[0] * q_thw[1] * q_thw[2], dim, generator=gen)
+    attn = torch.randn(b, heads, q.shape[2], 1 + k_thw[0] * k_thw[1] * k_thw[2], generator=gen)
+    tables = [torch.randn(2 * max(q_thw[i], k_thw[i]) - 1 + extra, dim, generator=gen)
+              for i, extra in ((1, 0), (2, 2), (0, 0))]  # h, w (interpolated: other length), t
+    want = original(attn.clone(), q, q_thw, k_thw, *tables)
+    got = mvit_rel_pos.add_rel_pos(attn.clone(), q, q_thw, k_thw, *tables)
+    assert torch.equal(got, want)
+
+
+def test_mvit_rel_pos_makes_no_cpu_tensor_for_a_meta_attention():
+    # Every tensor the term makes follows q's device (torchvision's makes CPU aranges: no CUDA graph).
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
+    from torchvision.models.video import mvit
+
+    from leaps.models import _compat, mvit_rel_pos
+
+    class Devices(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.seen |= {t.device.type for t in tree_leaves(out) if isinstance(t, torch.Tensor)}
+            return out
+
+    _compat.torchvision_video()
+    q = torch.empty(1, 2, 1 + 2 * 3 * 3, 4, device="meta")
+    tables = [torch.empty(5, 4, device="meta"), torch.empty(5, 4, device="meta"), torch.empty(3, 4, device="meta")]
+    for fn, want in ((mvit_rel_pos.add_rel_pos, {"meta"}), (mvit._torchvision_add_rel_pos, {"meta", "cpu"})):
+        attn = torch.empty(1, 2, q.shape[2], q.shape[2], device="meta")
+        with Devices() as mode:
+            fn(attn, q, (2, 3, 3), (2, 3, 3), *tables)
+        assert mode.seen == want, fn

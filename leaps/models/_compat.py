@@ -87,8 +87,13 @@ def pytorchvideo_module(name: str) -> types.ModuleType:
 
 
 def torchvision_video() -> types.ModuleType:
-    """``torchvision.models.video``, or a clear error if torchvision is missing."""
+    """``torchvision.models.video``, or a clear error if torchvision is missing; its MViT's relative
+    positions are computed on the model's device (:mod:`leaps.models.mvit_rel_pos`: CUDA graphs)."""
     try:
-        return importlib.import_module("torchvision.models.video")
+        video = importlib.import_module("torchvision.models.video")
     except ImportError as exc:
         raise _missing("torchvision", exc) from exc
+    from leaps.models import mvit_rel_pos
+
+    mvit_rel_pos.install()
+    return video
