@@ -19,36 +19,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .presets import named_preset
+
 DEMO_MODEL = "toy_r3d_robust"
 DEMO_VERIFIER = "toy_x3d"
 DEMO_CLASS = "ring growing"
 DEMO_FRAMES, DEMO_SIZE = 8, 64
 DEMO_STIMULUS_SEED = 2023
 
-#: The demo's preset: InversionConfig fields that differ from the library defaults. The objective
-#: keeps the form of eq. (4), CE + L_prim + r (R_coh + R_feat), plus the optional TV prior; only
-#: weights, the augmentation and the resolution of x* change. Measured with toy_x3d as verifier,
-#: 200 steps, seeds 0-2 (README, *Toy world*). With toy_r3d: verifier top-1 over the 10 videos
-#: 40 / 30 / 30 % with init_scale 0.1 alone, 100 / 100 / 100 % with this preset at lambda 20 -> 6.
-#: With toy_r3d_robust (the demo's model) and lambda 5 -> 1.5: model and verifier 100 % on every
-#: seed, independent judge (toy_r2plus1d) 90 / 100 / 100 %; 'ring growing' is a hollow object.
-#: * init_scale 0.1: noise the networks ignore is never optimised away, so the default N(0, 1)
-#:   start leaves speckle everywhere at 200 steps.
-#: * r 1e-3 (toy_r3d's preset borrows 3D R50's 7.5e-3): the toy verifier was trained on clips
-#:   with additive pixel noise, and R_feat at 7.5e-3 pulls that noise into x* as speckle over
-#:   every video (with R_feat off they are clean; at 3e-3 the speckle is back). R_feat stays on.
-#: * lambda 5 -> 1.5 (5x the preset's 1 -> 0.3): priming gives one object on a stimulus-like
-#:   background instead of a field of blobs. With the robust model 20 -> 6 (best for toy_r3d)
-#:   makes the model miss 'square blinking' (as 'bar blinking') on every seed: 90 % top-1.
-#: * prior_tv 1.0: smooths what speckle is left; alone (r and lambda as preset) it does not help,
-#:   the objects stay noisy. 2.0 blurs the objects' inner structure.
-#: * x* of 32^2, which both networks see upsampled (trilinear) to 64^2, and jitter 2 px of it:
-#:   objects with straighter edges and stimulus-like colours; independent judge (toy_r2plus1d)
-#:   top-1 100 / 100 / 90 % vs 90 / 90 / 90 % for the same preset at 64^2 with jitter 4 (toy_r3d).
-#:   The videos are written at 64^2, as the networks saw them.
-DEMO_PRESET = dict(init_scale=0.1, r=1e-3, lambda_first=5.0, lambda_last=1.5, prior_tv=1.0,
-                   size=DEMO_SIZE // 2, model_input=(DEMO_FRAMES, DEMO_SIZE),
-                   verifier_input=(DEMO_FRAMES, DEMO_SIZE), jitter=2)
+#: The demo's recipe: the named preset ``toy-demo`` (leaps/presets.py says why each field), the
+#: InversionConfig fields that differ from the library defaults.
+DEMO_PRESET_NAME = "toy-demo"
+DEMO_PRESET = named_preset(DEMO_PRESET_NAME)
 
 
 def demo_config(steps: int, progress: bool = True, seed: int = 0):
@@ -146,7 +128,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
           f"other toy class in the same batch), verifier {get_spec(DEMO_VERIFIER).title}, {steps} steps of "
           f"x* {DEMO_FRAMES} x {config.size}^2 (the networks see {DEMO_SIZE}^2) on {device}; "
           f"stimuli in {out / 'stimuli'}")
-    print("demo preset (leaps/demo.py DEMO_PRESET): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
+    print(f"preset {DEMO_PRESET_NAME} (leaps/presets.py): " + ", ".join(f"{k}={v}" for k, v in DEMO_PRESET.items())
           + f"; seed {config.seed}")
     metadata = run_metadata(config, command="leaps demo", model=DEMO_MODEL, verifier=DEMO_VERIFIER,
                             targets=[TOY_CLASSES[c] for c in labels], device=str(device),

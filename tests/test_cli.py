@@ -244,7 +244,7 @@ def test_demo_preset_reaches_the_inversion(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "demo", "--steps", "1", "--seed", "3", "--out", str(tmp_path / "demo3"), "--quiet")
     assert code == 0, err
     assert seen["config"] == demo_config(1, progress=False, seed=3) and seen["config"].seed == 3
-    assert "demo preset" in out and "prior_tv=1.0" in out
+    assert "preset toy-demo" in out and "prior_tv=1.0" in out
     import av
 
     with av.open(str(tmp_path / "demo" / "leaps_0.mp4")) as container:  # written at 64^2, as the networks saw it

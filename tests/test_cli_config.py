@@ -224,3 +224,23 @@ def test_build_model_refuses_a_preset_a_model_cannot_carry(tmp_path):
         build_model("toy_r3d", preset=path)
     with pytest.raises(PresetError, match="file path or a dict"):
         build_model("toy_r3d", preset=3)
+
+
+def test_named_preset_everywhere_a_preset_file_goes(tmp_path, monkeypatch):
+    from leaps.presets import NAMED_PRESETS
+    from leaps.tune import PresetError
+
+    demo = NAMED_PRESETS["toy-demo"]
+    cfg = InversionConfig(preset="toy-demo")
+    assert {k: getattr(cfg, k) for k in demo} == demo
+    assert InversionConfig(preset="toy-demo", size=48).size == 48  # explicit still wins
+    parse = cli.build_parser().parse_args
+    assert cli._config_from_args(parse(REQUIRED + ["--preset", "toy-demo"])).model_input == (8, 64)
+    with pytest.raises(PresetError, match="named presets: toy-demo"):
+        InversionConfig(preset="toy-dmo")
+    # a file of tuple fields (JSON arrays) loads, and a file of the name wins over the named preset
+    write_preset(tmp_path, {"model_input": [8, 64], "extra_models": ["toy_x3d"]}, name="toy-demo")
+    from leaps.tune.preset import load_preset
+
+    monkeypatch.chdir(tmp_path)
+    assert load_preset("toy-demo") == {"model_input": (8, 64), "extra_models": ("toy_x3d",)}

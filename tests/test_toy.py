@@ -252,3 +252,51 @@ def test_shipped_path_through_a_namespace_path(monkeypatch):
     assert Path(str(path)) == root / "data" / "toy_r3d.pt"
     state, meta = read_checkpoint(path)
     assert meta["net"] == "r3d" and state
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_pgd_perturbation_stays_in_the_pixel_ball_and_beats_fgsm(steps):
+    """--adv-steps: PGD from the same start, every step projected onto the eps-ball and [0, 1]."""
+    from leaps.toy.train import fgsm_perturb, recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = build_toy_net("x3d", len(TOY_CLASSES))
+    recalibrate_batchnorm(model, ToyVideos("train", 8))
+    videos, labels = ToyVideos("train", 6).batch(range(6))
+    eps = 8 / 255
+    adv = fgsm_perturb(model, videos, labels, eps, torch.Generator().manual_seed(0), steps=steps)
+    mean, std = torch.tensor(TOY_MEAN).view(1, 3, 1, 1, 1), torch.tensor(TOY_STD).view(1, 3, 1, 1, 1)
+    clean, pert = videos * std + mean, adv * std + mean
+    assert (pert - clean).abs().max() <= eps + 1e-5
+    assert pert.min() >= -1e-6 and pert.max() <= 1 + 1e-6
+    if steps > 1:  # three projected steps raise the loss above one FGSM step from the same start
+        fgsm = fgsm_perturb(model, videos, labels, eps, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            loss = [torch.nn.functional.cross_entropy(model(x), labels) for x in (fgsm, adv)]
+        assert loss[1] > loss[0]
+
+
+def test_adversarial_radius_warms_up_linearly():
+    from leaps.toy.train import adv_radius
+
+    assert adv_radius(1, 0.1, 0) == 0.1
+    assert [round(adv_radius(b, 0.1, 4), 6) for b in (1, 2, 4, 9)] == [0.025, 0.05, 0.1, 0.1]
+
+
+def test_batches_land_on_the_training_device():
+    from leaps.toy.train import OnDevice
+
+    data = OnDevice(ToyVideos("train", 4), "meta")
+    videos, labels = data.batch([0, 1])
+    assert len(data) == 4 and videos.device.type == labels.device.type == "meta"
+
+
+def test_training_cli_writes_a_named_variant(tmp_path):
+    from leaps.toy.checkpoint import read_checkpoint as read
+    from leaps.toy.train import main
+
+    assert main(["--nets", "x3d", "--epochs", "1", "--train-clips", "8", "--batch", "8", "--test-clips", "10",
+                 "--adv-eps", "0.03", "--adv-steps", "2", "--adv-warmup", "0.5", "--name-suffix", "_t",
+                 "--out", str(tmp_path)]) == 0
+    _, meta = read(tmp_path / "toy_x3d_robust_t.pt")
+    assert meta["adv_attack"] == "pgd-2" and meta["adv_warmup_epochs"] == 0.5 and meta["device"] == "cpu"

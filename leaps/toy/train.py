@@ -93,6 +93,12 @@ def fgsm_perturb(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, e
     return ((pixels + delta).clamp(0, 1) - mean) / std
 
 
+def adv_radius(batch: int, eps: float, warmup_batches: float) -> float:
+    """The adversarial radius at training batch ``batch`` (1-based): ``eps``, ramped up linearly
+    over the first ``warmup_batches`` (none when 0)."""
+    return eps * min(1.0, batch / warmup_batches) if warmup_batches > 0 else eps
+
+
 class OnDevice:
     """A :class:`ToyVideos` whose batches land on ``device`` (clips are rendered on the CPU)."""
 
@@ -219,7 +225,7 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
         flip = (torch.rand(len(labels), generator=flip_gen) < 0.5).to(videos.device)
         videos[flip] = videos[flip].flip(-1)  # mirror-invariant classes: free augmentation
         if adv_eps > 0:
-            eps = adv_eps * min(1.0, seen_batches[0] / ramp_steps) if ramp_steps > 0 else adv_eps
+            eps = adv_radius(seen_batches[0], adv_eps, ramp_steps)
             videos = fgsm_perturb(model, videos, labels, eps, adv_gen, steps=adv_steps)
         return videos, labels
 

@@ -1,12 +1,14 @@
 """Preset files (``best_preset.json``) -> InversionConfig fields.
 
-A preset is a JSON object of InversionConfig fields (plus an optional ``meta`` object, ignored), or
-the same as a dict. Three entry points read it: ``InversionConfig(preset=...)``,
+A preset is a JSON object of InversionConfig fields (plus an optional ``meta`` object, ignored), the
+same as a dict, or the name of a preset shipped with leaps (:mod:`leaps.presets`, e.g. ``toy-demo``;
+a file of that name in the working directory wins). Three entry points read it: ``InversionConfig(preset=...)``,
 ``build_model(..., preset=...)`` (λ₁, λ_L, r only) and ``leaps invert --preset FILE``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -26,6 +28,15 @@ def load_preset(source) -> dict:
     if not isinstance(source, (str, os.PathLike)):
         raise PresetError(f"a preset is a file path or a dict of inversion options, not {type(source).__name__}")
     path = Path(source)
+    if not path.exists():
+        from leaps.presets import NAMED_PRESETS, named_preset
+
+        fields = named_preset(os.fspath(source))
+        if fields is not None:
+            return preset_fields(fields, f"preset {source}")
+        if path.suffix == "" and os.sep not in os.fspath(source):  # meant as a name: list the names
+            raise PresetError(f"no preset file or named preset {os.fspath(source)!r}; "
+                              f"named presets: {', '.join(sorted(NAMED_PRESETS))}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -40,13 +51,31 @@ def preset_fields(data, where: str) -> dict:
     if not isinstance(data, dict):
         raise PresetError(f"{where} must hold a JSON object of inversion options")
     types = field_types()
+    tuples = _tuple_fields()
     fields = {k: v for k, v in data.items() if k != META_KEY}
     unknown = sorted(set(fields) - (set(types) - NOT_IN_PRESET))
     if unknown:
         raise PresetError(f"{where}: unknown inversion option(s) {', '.join(map(str, unknown))}")
     try:
-        return {k: v if v is None else coerce(k, v, types[k]) for k, v in fields.items()}
+        return {k: _coerced(k, v, types[k], k in tuples) for k, v in fields.items()}
     except TuneError as exc:  # a text value that is not of the field's type
         raise PresetError(f"{where}: {exc}") from None
     except (TypeError, ValueError):
         raise PresetError(f"{where}: a value has the wrong type") from None
+
+
+def _tuple_fields() -> set[str]:
+    from leaps.config import InversionConfig
+
+    return {f.name for f in dataclasses.fields(InversionConfig) if "tuple" in str(f.type)}
+
+
+def _coerced(name: str, value, kind: type, is_tuple: bool):
+    # A JSON array fills a tuple field (model_input, extra_models, aug_scale, ...), item by item.
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if not is_tuple:
+            raise TypeError(name)
+        return tuple(coerce(name, item, kind) for item in value)
+    return coerce(name, value, kind)

@@ -1,0 +1,42 @@
+"""Named presets: InversionConfig fields under a name, accepted wherever a preset file is.
+
+    leaps.invert(model, target, stimulus, verifier, preset="toy-demo")
+    leaps invert --model toy_r3d_robust --pretrained --preset toy-demo ...
+
+``toy-demo`` is the recipe ``leaps demo`` runs on the 8 x 64^2 toy networks. It was chosen by the
+independent judges (leaps.toy.judges, never in the objective), against the paper's recipe on
+the same networks: measured on an H200 with ``fast=True`` over seeds 1-4, the paper's recipe at
+2000 steps reaches judge top-1 53 % (2D CNN) / 65 % (attention); this preset has 65 % / 83 % at
+100 steps and 65 % / 85 % at 200 (benchmarks/results/ttq_h200_fast.json; README, *Toy world*).
+The objective keeps the form of eq. (4), CE + L_prim + r (R_coh + R_feat), plus the optional TV
+prior; only the weights, the augmentation, the start and the resolution of x* change:
+
+* ``init_scale`` 0.1: noise the networks ignore is never optimised away, so the default N(0, 1)
+  start leaves speckle everywhere at 200 steps;
+* ``r`` 1e-3: the toy verifier was trained on clips with pixel noise, and R_feat at the R50
+  preset's 7.5e-3 pulls that noise into x* as speckle (at 3e-3 it is back). R_feat stays on;
+* ``lambda`` 5 -> 1.5 (5x the model preset's 1 -> 0.3): priming gives one object on a
+  stimulus-like background instead of a field of blobs;
+* ``prior_tv`` 1.0: smooths what speckle is left (2.0 blurs the objects' inner structure);
+* x* of 32^2 that the networks see upsampled (trilinear) to 64^2, jitter 2 px of it: straighter
+  edges and stimulus-like colours. Write the result at 64^2 (``leaps.demo.at_demo_size``).
+
+What did not help on this setup (docs/toy-world.md): a Fourier parameterisation, random scale /
+rotation / time shift, coarse-to-fine, several stimuli per class, an ensemble with another toy
+network (``extra_models``) and lambda 10 -> 3 moved the judges by no more than the seed spread;
+an ensemble with a robust toy X3D lowered them.
+"""
+
+from __future__ import annotations
+
+#: name -> InversionConfig fields.
+NAMED_PRESETS: dict[str, dict] = {
+    "toy-demo": dict(init_scale=0.1, r=1e-3, lambda_first=5.0, lambda_last=1.5, prior_tv=1.0, size=32,
+                     model_input=(8, 64), verifier_input=(8, 64), jitter=2),
+}
+
+
+def named_preset(name: str) -> dict | None:
+    """A copy of the fields of the named preset ``name``, or None if no preset has that name."""
+    fields = NAMED_PRESETS.get(name)
+    return None if fields is None else dict(fields)
