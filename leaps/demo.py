@@ -10,7 +10,8 @@ synthesised together with one video of every other toy class, each primed by its
 generated stimulus clip. The requested class comes first: ``leaps_0.mp4`` / ``.gif`` and the top
 row of the contact sheet ``leaps.png``. After the run the judges (``leaps.toy.JUDGES``, networks of
 other families trained apart, never in the objective) score the batch; their top-1 and mean
-p(target) are printed and recorded in ``leaps_run.json`` under ``judges``. The same command line
+p(target) are printed and recorded in ``leaps_run.json`` under ``judges``, next to the same
+judges' scores on the ten stimuli themselves (``judges_on_stimuli``). The same command line
 inverts a real model:
 ``leaps invert --model slow_r50 --weights SLOW_8x8_R50.pyth --target ... --stimulus ...``.
 """
@@ -115,6 +116,8 @@ def class_report(result, class_names) -> list[str]:
 
 
 def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str = DEMO_CLASS, seed: int = 0) -> int:
+    import torch
+
     from .inversion import invert
     from .models import get_spec
     from .toy.data import TOY_CLASSES
@@ -143,6 +146,8 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         code = run(invert_and_keep, out)
         if "result" in kept:  # scored after the run: the judges take no part in the optimisation
             metadata["judges"] = judge_scores(kept["result"].video, kept["result"].targets)
+            # the same judges on the real clips the videos were primed with: what "recognisable" can reach
+            metadata["judges_on_stimuli"] = judge_scores(torch.stack(stimuli), labels)
     finally:  # after the result's own leaps_run.json: the demo's also names its stimuli
         run_json = write_json(metadata, out / "leaps_run.json")
     if "result" in kept:
@@ -153,6 +158,8 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     if "judges" in metadata:
         print("judges (trained apart on other clips, not in the objective), over the batch:")
         print("\n".join("  " + line for line in format_judge_scores(metadata["judges"])))
+        print("the same judges on the ten stimuli (real clips), for reference:")
+        print("\n".join("  " + line for line in format_judge_scores(metadata["judges_on_stimuli"])))
     print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png "
           f"(labelled with the model's and verifier's confidence); seed, versions and options in {run_json}")
     return code

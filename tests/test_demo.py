@@ -111,6 +111,10 @@ def test_run_demo_prints_every_class_labels_the_sheet_and_records_the_run(tmp_pa
     assert run_json["torch_version"] == torch.__version__ and run_json["leaps_version"] == leaps.__version__
     assert run_json["config"]["prior_tv"] == demo.DEMO_PRESET["prior_tv"]
     assert run_json["model"] == demo.DEMO_MODEL and run_json["targets"][0] == demo.DEMO_CLASS
+    # the judges on the videos and, for reference, on the real stimuli (which they recognise)
+    assert set(run_json["judges"]) == set(run_json["judges_on_stimuli"]) == {"toy_judge_2d", "toy_judge_attn"}
+    assert all(s["top1"] >= 0.8 for s in run_json["judges_on_stimuli"].values())
+    assert "on the ten stimuli" in printed
 
 
 @pytest.mark.parametrize("bad", ["ring shrinkin", 42])
