@@ -13,7 +13,7 @@ import leaps
 from leaps.models import Preset, build_model, get_spec
 from leaps.models.registry import ModelSpec
 from leaps.toy import TOY_CLASSES, TOY_MEAN, TOY_NETS, TOY_STD, ToyVideos, build_toy_net, generate, generate_batch
-from leaps.toy.checkpoint import read_checkpoint, shipped_path
+from leaps.toy.checkpoint import read_checkpoint, save_checkpoint, shipped_path
 from leaps.toy.data import stimulus_name, write_stimuli
 from leaps.video import read_video
 
@@ -295,8 +295,12 @@ def test_training_cli_writes_a_named_variant(tmp_path):
     from leaps.toy.checkpoint import read_checkpoint as read
     from leaps.toy.train import main
 
+    init = tmp_path / "toy_x3d_init.pt"
+    save_checkpoint(build_toy_net("x3d", len(TOY_CLASSES)), {"net": "x3d"}, init)
     assert main(["--nets", "x3d", "--epochs", "1", "--train-clips", "8", "--batch", "8", "--test-clips", "10",
+                 "--init", str(init), "--val-clips", "10", "--bn-clips", "16",
                  "--adv-eps", "0.03", "--adv-steps", "2", "--adv-warmup", "0.5", "--name-suffix", "_t",
                  "--out", str(tmp_path)]) == 0
     _, meta = read(tmp_path / "toy_x3d_robust_t.pt")
     assert meta["adv_attack"] == "pgd-2" and meta["adv_warmup_epochs"] == 0.5 and meta["device"] == "cpu"
+    assert meta["init"] == "toy_x3d_init.pt" and meta["init_adv_eps"] == 0.0

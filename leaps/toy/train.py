@@ -191,7 +191,7 @@ def run_epochs(model: nn.Module, train: ToyVideos, val: ToyVideos, optimiser, *,
 def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int = 32,
               lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, bn_clips: int = 2000,
               test_clips: int = 1000, val_clips: int = 500, adv_eps: float = 0.0, adv_steps: int = 1,
-              adv_warmup: float = 0.0, device="cpu", log=print) -> tuple[nn.Module, dict]:
+              adv_warmup: float = 0.0, init=None, device="cpu", log=print) -> tuple[nn.Module, dict]:
     """Train toy network ``name``; returns ``(model in eval mode, on the CPU, metadata)``.
 
     ``adv_eps`` > 0: adversarial training (see :func:`fgsm_perturb`), radius in pixel units;
@@ -203,7 +203,16 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
     """
     set_determinism(seed)
     device = torch.device(device)
-    model = build_toy_net(name, len(TOY_CLASSES)).to(device)
+    model = build_toy_net(name, len(TOY_CLASSES))
+    init_meta = None
+    if init is not None:
+        from leaps.toy.checkpoint import read_checkpoint
+
+        state, init_meta = read_checkpoint(init)
+        if init_meta.get("net") != name:
+            raise SystemExit(f"--init {init}: a checkpoint of {init_meta.get('net')!r}, not of {name!r}")
+        model.load_state_dict(state)
+    model = model.to(device)
     train = OnDevice(ToyVideos("train", train_clips, frames=FRAMES, size=SIZE, seed=seed), device)
     val = OnDevice(ToyVideos("val", val_clips, frames=FRAMES, size=SIZE, seed=seed), device)
     order_gen = torch.Generator().manual_seed(seed)
@@ -265,6 +274,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
         "lr": lr,
         **({"adv_eps": adv_eps, "adv_attack": "fgsm-rs" if adv_steps == 1 else f"pgd-{adv_steps}",
             **({"adv_warmup_epochs": adv_warmup} if adv_warmup else {}),
+            **({"init": Path(init).name, "init_adv_eps": init_meta.get("adv_eps", 0.0),
+                "init_epochs": init_meta.get("epochs")} if init is not None else {}),
             "robust_test_accuracy": robust_acc}
            if adv_eps > 0 else {}),
         "train_seconds": round(train_seconds, 1),
@@ -289,6 +300,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, help=f"default {TOY_RECIPE['lr']:g} ({recipe})")
     parser.add_argument("--seed", type=int, help=f"default {TOY_RECIPE['seed']} (the judges: {JUDGE_SEED})")
     parser.add_argument("--test-clips", type=int, default=1000)
+    parser.add_argument("--val-clips", type=int, default=500, help="validation clips scored after every epoch")
+    parser.add_argument("--bn-clips", type=int, default=2000,
+                        help="fresh training clips the BatchNorm statistics are re-estimated on after training")
     parser.add_argument("--adv-eps", type=float, default=0.0,
                         help="adversarial training: L-inf radius in pixel units [0, 1] (e.g. 0.0157 = 4/255); "
                              "fast FGSM with random start; 0 (default) = standard training")
@@ -296,6 +310,8 @@ def main(argv=None) -> int:
                         help="attack steps of the adversarial training: 1 (default) fast FGSM, more: PGD")
     parser.add_argument("--adv-warmup", type=float, default=0.0,
                         help="epochs over which the adversarial radius ramps up linearly from 0 (default 0: none)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a toy checkpoint of the same network to fine-tune from (e.g. to a larger --adv-eps)")
     parser.add_argument("--device", default="cpu",
                         help="where the toy networks train (default cpu; cuda gives other weights than the CPU)")
     parser.add_argument("--name-suffix", default="",
@@ -310,8 +326,10 @@ def main(argv=None) -> int:
         if name in JUDGE_NETS:  # their own recipe, seed ranges and augmentation
             model, meta = train_judge(name, test_clips=args.test_clips, **given)
         else:
-            model, meta = train_net(name, test_clips=args.test_clips, adv_eps=args.adv_eps, adv_steps=args.adv_steps,
-                                    adv_warmup=args.adv_warmup, device=args.device, **(TOY_RECIPE | given))
+            model, meta = train_net(name, test_clips=args.test_clips, val_clips=args.val_clips, bn_clips=args.bn_clips,
+                                    adv_eps=args.adv_eps, adv_steps=args.adv_steps,
+                                    adv_warmup=args.adv_warmup, init=args.init, device=args.device,
+                                    **(TOY_RECIPE | given))
         file = checkpoint_name(name, robust=args.adv_eps > 0).replace(".pt", f"{args.name_suffix}.pt")
         path = save_checkpoint(model, meta, args.out / file)
         print(f"[{name}] saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
