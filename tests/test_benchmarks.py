@@ -80,3 +80,29 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
         assert all(0.0 <= r[key] <= 1.0 for r in rows)
     table = capsys.readouterr().out
     assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
+
+
+def test_recipes_benchmark_inverts_a_registered_toy_variant(tmp_path, monkeypatch):
+    # --variant NAME=BASE:FILE: a toy checkpoint (e.g. a robust network trained with --name-suffix) as model NAME
+    from benchmarks import recipes
+    from leaps.models import build_model, registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the variant leaves with the test
+    from leaps.toy import TOY_CLASSES, build_toy_net
+    from leaps.toy.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_toy_net("x3d", len(TOY_CLASSES)).eval()
+    path = save_checkpoint(net, {"net": "x3d", "classes": TOY_CLASSES}, tmp_path / "toy_x3d_robust_v.pt")
+    assert recipes.register_variant(f"x3d_v=toy_x3d:{path}") == "x3d_v"
+    built = build_model("x3d_v", pretrained=True)
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), net.state_dict().values()))
+    with pytest.raises(SystemExit, match="NAME=BASE:FILE"):
+        recipes.register_variant("no-equals-sign")
+    out = tmp_path / "variant.json"
+    assert recipes.main(["--variant", f"x3d_v=toy_x3d:{path}", "--recipes", "model=x3d_v",
+                         "extra_models=[\"x3d_v\"]", "--seeds", "0", "--steps", "1", "--judges", "toy_judge_2d",
+                         "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["recipe"] for r in data["rows"]] == ["model=x3d_v", "extra_models=[\"x3d_v\"]"]
+    assert data["variants"] == [f"x3d_v=toy_x3d:{path}"]
