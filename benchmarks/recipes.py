@@ -1,6 +1,6 @@
 """Feature-visualisation recipes on the demo setup, scored by independent judges.
 
-    python -m benchmarks.recipes                                   # every recipe, seeds 0-2
+    python -m benchmarks.recipes                                   # every recipe, seeds 0-2, both judges
     python -m benchmarks.recipes --recipes demo fourier --seeds 0 1 --judges toy_r2plus1d
     python -m benchmarks.recipes --recipes demo "aug_rotate=5;aug_scale=[0.95,1.05]"
 
@@ -34,7 +34,7 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
-from leaps.toy.judging import judge_probs, scores_from_probs
+from leaps.toy.judging import JUDGES, judge_probs, scores_from_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
 RECIPES: dict[str, dict] = {
@@ -51,7 +51,7 @@ RECIPES: dict[str, dict] = {
     "ensemble +toy_r3d": dict(extra_models=("toy_r3d",)),
 }
 DEFAULT_RECIPES = ("demo", "fourier", "aug", "coarse-to-fine 3", "3 stimuli/class", "ensemble +toy_r3d")
-DEFAULT_JUDGES = ("toy_r2plus1d",)
+DEFAULT_JUDGES = JUDGES  # the shipped judges: trained apart, never in an objective
 
 
 def parse_recipe(text: str) -> tuple[str, dict]:
