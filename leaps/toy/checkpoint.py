@@ -31,6 +31,19 @@ def shipped_path(net: str, robust: bool = False):
     return resources.files("leaps") / "data" / checkpoint_name(net, robust)
 
 
+def checkpoint_meta(name: str, model: nn.Module, frames: int, size: int, fields: dict, train_seconds: float,
+                    **environment) -> dict:
+    """The metadata of a toy checkpoint: the network, its classes, input geometry, normalisation and
+    size, then ``fields`` (what a training run measured and its recipe), then its time and the
+    environment it ran in (``environment``: e.g. the device, beside the threads and torch version)."""
+    from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD
+
+    return {"net": name, "arch": type(model).__name__, "classes": list(TOY_CLASSES), "frames": frames, "size": size,
+            "mean": list(TOY_MEAN), "std": list(TOY_STD), "params": sum(p.numel() for p in model.parameters()),
+            **fields, "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(), **environment,
+            "torch": str(torch.__version__)}
+
+
 def save_checkpoint(model: nn.Module, meta: dict, path) -> Path:
     """Write ``{"state_dict", "meta"}`` atomically (a temp file moved over ``path``)."""
     path = Path(path)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leaps.toy.checkpoint import checkpoint_meta
 from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judges import JUDGE_NETS
 from leaps.video import normalize
@@ -118,16 +119,8 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
     test = ToyVideos("judge_test", test_clips, frames=FRAMES, size=SIZE)
     test_acc = evaluate(model, test)
     log(f"[{name}] held-out judge_test top-1 {test_acc:.4f} on {test_clips} clips; trained in {train_seconds:.0f} s")
-    meta = {
-        "net": name,
-        "arch": type(model).__name__,
+    fields = {
         "judge": True,
-        "classes": list(TOY_CLASSES),
-        "frames": FRAMES,
-        "size": SIZE,
-        "mean": list(TOY_MEAN),
-        "std": list(TOY_STD),
-        "params": params,
         "splits": {"train": "judge_train", "val": "judge_val", "test": "judge_test"},
         "test_accuracy": test_acc,
         "test_clips": test_clips,
@@ -139,8 +132,6 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
         "lr": lr,
         "weight_decay": weight_decay,
         "augmentation": "flip, time reversal (labels swapped), shift 4 px, contrast/brightness, noise 0-0.04",
-        "train_seconds": round(train_seconds, 1),
-        "threads": torch.get_num_threads(),
-        "torch": str(torch.__version__),
     }
+    meta = checkpoint_meta(name, model, FRAMES, SIZE, fields, train_seconds)
     return model.eval(), meta

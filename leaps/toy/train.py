@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leaps.toy.checkpoint import checkpoint_name, save_checkpoint
+from leaps.toy.checkpoint import checkpoint_meta, checkpoint_name, save_checkpoint
 from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judge_train import JUDGE_SEED, train_judge
 from leaps.toy.judges import JUDGE_NETS
@@ -255,15 +255,7 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
         robust_acc = evaluate_fgsm(model, test, adv_eps, clips=min(200, test_clips), seed=seed, steps=adv_steps)
         attack = "FGSM-RS" if adv_steps == 1 else f"PGD-{adv_steps}"
         log(f"[{name}] held-out top-1 under {attack} eps {adv_eps:g}: {robust_acc:.4f} on {min(200, test_clips)} clips")
-    meta = {
-        "net": name,
-        "arch": type(model).__name__,
-        "classes": list(TOY_CLASSES),
-        "frames": FRAMES,
-        "size": SIZE,
-        "mean": list(TOY_MEAN),
-        "std": list(TOY_STD),
-        "params": params,
+    fields = {
         "test_accuracy": test_acc,
         "test_clips": test_clips,
         "val_accuracy": evaluate(model, val),
@@ -278,11 +270,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
                 "init_epochs": init_meta.get("epochs")} if init is not None else {}),
             "robust_test_accuracy": robust_acc}
            if adv_eps > 0 else {}),
-        "train_seconds": round(train_seconds, 1),
-        "threads": torch.get_num_threads(),
-        "device": device.type,
-        "torch": str(torch.__version__),
     }
+    meta = checkpoint_meta(name, model, FRAMES, SIZE, fields, train_seconds, device=device.type)
     return model.cpu().eval(), meta
 
 
