@@ -89,7 +89,8 @@ def fgsm_perturb(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, e
         loss = F.cross_entropy(model((pixels + delta - mean) / std), labels)
         (grad,) = torch.autograd.grad(loss, delta)
         delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
-        delta = (pixels + delta).clamp(0, 1) - pixels if steps > 1 else delta
+        if steps > 1:  # PGD's next gradient is taken at valid pixels; FGSM's last clamp below suffices
+            delta = (pixels + delta).clamp(0, 1) - pixels
     return ((pixels + delta).clamp(0, 1) - mean) / std
 
 
