@@ -40,7 +40,7 @@ from benchmarks.environment import environment
 from leaps import metrics
 from leaps.models import build_model
 from leaps.toy.data import TOY_CLASSES, generate
-from leaps.toy.judging import JUDGES, judge_scores
+from leaps.toy.judging import JUDGES, judge_probs, scores_from_probs
 
 INVERTED, VERIFIER = "toy_r3d", "toy_x3d"
 #: Short column names of the judges in the tables.
@@ -74,9 +74,16 @@ class Row:
     per_class_top1_m: list[float] = field(default_factory=list)
     #: per judge: top1 / p_target pooled over every video (top1 in %), their std over seeds and per-seed values
     judges: dict[str, dict] = field(default_factory=dict)
+    #: per video, seed-major then class (the same order in every row, so rows pair up video by
+    #: video): "v hit" (verifier top-1 right), and per judge "<judge> hit" and "<judge> p"
+    per_video: dict[str, list] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return self.__dict__ | {"is_m": list(self.is_m), "is_v": list(self.is_v)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Row":
+        return cls(**(d | {"is_m": tuple(d["is_m"]), "is_v": tuple(d["is_v"])}))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -84,7 +91,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _judge_summary(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
-    """Per judge, from :func:`judge_scores` of every seed (same number of videos each): pooled
+    """Per judge, from :func:`scores_from_probs` of every seed (same number of videos each): pooled
     top-1 (%) and mean p(target), with their population std over seeds and the per-seed values."""
     out = {}
     for name in per_seed[0]:
@@ -104,6 +111,12 @@ def _summarise(model_probs, verifier_probs, videos, targets, seconds) -> Row:
     ssim = [metrics.frame_ssim(v).mean().item() for batch in videos for v in batch]
     psnr = [min(metrics.frame_psnr(v).mean().item(), 100.0) for batch in videos for v in batch]
     hits = torch.stack([(p.argmax(1) == t).float() for p in model_probs]).mean(0)
+    per_video = {"v hit": [bool(h) for p in verifier_probs for h in (p.argmax(1) == t)]}
+    judged = [judge_probs(batch) for batch in videos]  # per seed: judge -> N x classes
+    for per_judge in judged:
+        for name, probs in per_judge.items():
+            per_video.setdefault(f"{name} hit", []).extend(bool(h) for h in probs.argmax(1) == t)
+            per_video.setdefault(f"{name} p", []).extend(probs[torch.arange(len(t)), t].tolist())
     return Row(
         top1_m=100 * top1_m,
         top1_v=100 * top1_v,
@@ -113,7 +126,8 @@ def _summarise(model_probs, verifier_probs, videos, targets, seconds) -> Row:
         psnr=statistics.fmean(psnr),
         seconds=seconds,
         per_class_top1_m=(100 * hits).tolist(),
-        judges=_judge_summary([judge_scores(batch, targets) for batch in videos]),
+        judges=_judge_summary([{n: scores_from_probs(p, t) for n, p in per_judge.items()} for per_judge in judged]),
+        per_video=per_video,
     )
 
 
@@ -223,23 +237,81 @@ def distance_markdown(rows: dict[str, Row]) -> str:
     ])
 
 
-def claims(t1: dict[str, Row], t2: dict[str, Row]) -> list[str]:
-    """The paper's orderings, each checked on the measured numbers (no tolerance)."""
-    def order(names, key):
-        values = [key(t1[n]) for n in names]
-        return all(a > b for a, b in zip(values, values[1:]))
+#: The paper's orderings, "a better than b", as (table, a, b); row names as in the tables' dicts.
+PAPER_ORDERINGS = [
+    ("1", FULL, "3D AM"), ("1", FULL, "3D DeepDream"),
+    ("3", "LEAPS L_prim + R_coh", "LEAPS L_prim"), ("3", "LEAPS L_prim + R_feat", "LEAPS L_prim"),
+    ("3", "LEAPS L_prim + R_feat", "LEAPS L_prim + R_coh"),
+    ("3", FULL, "LEAPS L_prim + R_coh"), ("3", FULL, "LEAPS L_prim + R_feat"),
+    ("2", "JVS", "l2"), ("2", "JVS", "l1"), ("2", "l2", "cos"), ("2", "l1", "cos"), ("2", "JVS", "cos"),
+    *(("S2", "100% (LEAPS)", f"{p}%") for p in (20, 40, 60, 80)),
+]
 
-    single = ("LEAPS L_prim + R_coh", "LEAPS L_prim + R_feat")
-    out = []
-    for label, key in (("verifier top-1", lambda r: r.top1_v), ("IS of the model", lambda r: r.is_m[0])):
-        full_beats_single = all(key(t1[FULL]) > key(t1[s]) for s in single)
-        single_beat_prim = all(key(t1[s]) > key(t1["LEAPS L_prim"]) for s in single)
-        chain = order(["LEAPS L_prim", "3D AM", "3D DeepDream"], key)
-        out.append(f"{label}: full > each single-regulariser variant: {full_beats_single}; "
-                   f"each single > L_prim alone: {single_beat_prim}; L_prim > AM > DeepDream: {chain}")
-    t = [t2[n].top1_m for n in ("JVS", "l2", "l1", "cos")]
-    out.append(f"distances, model top-1: JVS >= l2: {t[0] >= t[1]}; l2 >= l1: {t[1] >= t[2]}; l1 > cos: {t[2] > t[3]}")
+
+def measures() -> list[tuple[str, str, str]]:
+    """(column title, Row.per_video key, kind for benchmarks.paired.compare) of every paired measure."""
+    out = [("top-1 v", "v hit", "hits")]
+    for name in JUDGES:
+        short = JUDGE_COLUMNS.get(name, name)
+        out += [(f"top-1 {short}", f"{name} hit", "hits"), (f"p(target) {short}", f"{name} p", "scores")]
     return out
+
+
+def paired_claims(tables: dict[str, dict[str, Row]]) -> list[dict]:
+    """Every ordering of PAPER_ORDERINGS on every measure, tested video by video (the rows share
+    their stimuli, seeds and initialisations): difference, p-value and Holm-adjusted p-value over
+    the whole family of tests."""
+    from benchmarks.paired import compare, holm
+
+    out = []
+    for table, a, b in PAPER_ORDERINGS:
+        ra, rb = tables[table][a], tables[table][b]
+        for title, key, kind in measures():
+            out.append({"table": table, "a": a, "b": b, "measure": title,
+                        **compare(ra.per_video[key], rb.per_video[key], kind=kind)})
+    for claim, adjusted in zip(out, holm([c["p"] for c in out])):
+        claim["p_holm"] = adjusted
+    return out
+
+
+def _claim_cell(c: dict) -> str:
+    diff = f"{c['diff']:+.1f}" if "top-1" in c["measure"] else f"{c['diff']:+.3f}"
+    mark = ""
+    if c["p_holm"] < 0.05:
+        mark = " **holds**" if c["diff"] > 0 else " **reversed**"
+    elif c["p"] < 0.05:
+        mark = " (p < 0.05 alone)"
+    return f"{diff}, p {c['p']:.2g}{mark}"
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    """One line per ordering: per measure, a - b, its p-value and the verdict after Holm's correction."""
+    titles = [m[0] for m in measures()]
+    n = claims[0]["n"] if claims else 0
+    lines = [f"**The paper's orderings, tested video by video** ({n} videos per row, the same in every row; "
+             "cells: a - b in points of top-1 or in p(target), the paired p-value (McNemar for top-1, "
+             "sign-flip permutation for p(target)); **holds** / **reversed**: significant after Holm's "
+             f"correction over all {len(claims)} tests)", "",
+             "| table | a better than b | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(titles)]
+    for table, a, b in PAPER_ORDERINGS:
+        cells = [next(c for c in claims if (c["table"], c["a"], c["b"], c["measure"]) == (table, a, b, t))
+                 for t in titles]
+        lines.append(f"| {table} | {a} > {b} | " + " | ".join(_claim_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def load_partial(path: Path, settings: dict) -> dict[str, Row]:
+    """The rows an interrupted run with the same settings wrote to ``path`` (none if there is no file)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if data["settings"] != settings:
+        changed = sorted(k for k in settings.keys() | data["settings"].keys()
+                         if settings.get(k) != data["settings"].get(k))
+        raise SystemExit(f"--resume: {path} was written with other settings ({', '.join(changed)}); "
+                         "delete it or rerun with the same settings")
+    print(f"resuming: {len(data['rows'])} row(s) from {path}", flush=True)
+    return {k: Row.from_dict(v) for k, v in data["rows"].items()}
 
 
 def main(argv=None) -> int:
@@ -250,11 +322,21 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--out", default="benchmarks/results", help="where quality.json / quality.md go")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the rows of an interrupted run with the same settings (<stem>.partial.json)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps = min(args.seeds, 1), min(args.steps, 40)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads()))
     seeds = list(range(args.seeds))
+    from leaps._atomic import atomic_write_text
+
+    out = Path(args.out)
+    stem = "quality_quick" if args.quick else "quality"
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "threads", "resume")} | {
+        "inverted": INVERTED, "verifier": VERIFIER, "judges": list(JUDGES)}
+    partial = out / f"{stem}.partial.json"
 
     check_not_judges(INVERTED, VERIFIER)
     model = build_model(INVERTED, pretrained=True)
@@ -263,12 +345,15 @@ def main(argv=None) -> int:
           f"{args.seeds} seed(s); inverted {INVERTED}, verifier {VERIFIER}; judges {', '.join(JUDGES)} "
           f"(± = std over seeds)", flush=True)
 
-    cache: dict[str, Row] = {}
+    cache: dict[str, Row] = load_partial(partial, settings) if args.resume else {}
 
     def row(name: str, overrides: dict) -> Row:
         key = json.dumps(overrides, sort_keys=True)
         if key not in cache:
             cache[key] = run_objective(model, verifier, overrides, seeds, args)
+            # after every row: an interrupted run (--resume) keeps what it measured
+            atomic_write_text(partial, json.dumps({"settings": settings,
+                                                   "rows": {k: v.as_dict() for k, v in cache.items()}}))
             r = cache[key]
             print(f"  {name:24s} m {r.top1_m:5.1f}%  v {r.top1_v:5.1f}%  {judge_line(r)}  IS m {_pm(r.is_m)}  "
                   f"({r.seconds:.0f} s)", flush=True)
@@ -278,25 +363,22 @@ def main(argv=None) -> int:
     t1 = {name: row(name, o) for name, o in TABLE_1_3.items()}
     t2 = {name: row(f"distance {name}", o) for name, o in TABLE_2.items()}
     ts2 = {name: row(f"priming {name}", o) for name, o in TABLE_S2.items()}
+    claims = paired_claims({"1": t1, "3": t1, "2": t2, "S2": ts2})
 
     md = "\n\n".join([
         table_markdown("Tables 1 and 3 (toy world): objectives", {"real clips (reference)": real} | t1, "method"),
         distance_markdown(t2),
         table_markdown("Table S2 (toy world): fraction of primed layers", ts2, "priming layers"),
-        "Paper's claims on these numbers:\n\n" + "\n".join(f"- {c}" for c in claims(t1, t2)),
+        claims_markdown(claims),
     ])
     print("\n" + md)
-    out = Path(args.out)
-    from leaps._atomic import atomic_write_text
-
-    settings = {k: v for k, v in vars(args).items() if k != "out"} | {"inverted": INVERTED, "verifier": VERIFIER,
-                                                                     "judges": list(JUDGES)}
     payload = {"environment": environment("cpu"), "settings": settings, "real": real.as_dict(),
                "table_1_3": {k: v.as_dict() for k, v in t1.items()},
-               "table_2": {k: v.as_dict() for k, v in t2.items()}, "table_s2": {k: v.as_dict() for k, v in ts2.items()}}
-    stem = "quality_quick" if args.quick else "quality"
+               "table_2": {k: v.as_dict() for k, v in t2.items()}, "table_s2": {k: v.as_dict() for k, v in ts2.items()},
+               "claims": claims}
     atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=1))
     atomic_write_text(out / f"{stem}.md", md + "\n")
+    partial.unlink(missing_ok=True)
     print(f"\nwrote {out / (stem + '.json')} and {out / (stem + '.md')}")
     return 0
 

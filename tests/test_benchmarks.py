@@ -47,7 +47,39 @@ def test_quality_tables_written(tmp_path, capsys):
     # the real clips are classified by the trained toy model
     assert data["real"]["top1_m"] >= 90.0
     md = (tmp_path / "quality_quick.md").read_text()
-    assert "Table 2" in md and "Table S2" in md and "claims" in md
+    assert "Table 2" in md and "Table S2" in md and "orderings, tested video by video" in md
+    # every ordering on every paired measure, each with a p-value; the partial file is gone when done
+    assert len(data["claims"]) == len(quality.PAPER_ORDERINGS) * len(quality.measures())
+    assert all(0.0 <= c["p"] <= c["p_holm"] <= 1.0 and c["n"] == 10 for c in data["claims"])
+    assert not (tmp_path / "quality_quick.partial.json").exists()
+    for row in data["table_1_3"].values():
+        assert len(row["per_video"]["v hit"]) == len(row["per_video"]["toy_judge_2d p"]) == 10
+
+
+def test_quality_resume_reuses_rows_and_refuses_other_settings(tmp_path, capsys, monkeypatch):
+    calls = []
+    real_run = quality.run_objective
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run is cut off after two rows
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "run_objective", counting)
+    argv = ["--quick", "--steps", "1", "--out", str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        quality.main(argv)
+    partial = json.loads((tmp_path / "quality_quick.partial.json").read_text())
+    assert len(partial["rows"]) == 2
+    calls.clear()
+    with pytest.raises(SystemExit, match="other settings.*steps"):
+        quality.main(["--quick", "--steps", "2", "--out", str(tmp_path), "--resume"])
+    monkeypatch.setattr(quality, "run_objective", real_run)
+    assert quality.main(argv + ["--resume"]) == 0
+    assert "resuming: 2 row(s)" in capsys.readouterr().out
+    data = json.loads((tmp_path / "quality_quick.json").read_text())
+    assert len(data["claims"]) == len(quality.PAPER_ORDERINGS) * len(quality.measures())
 
 
 def test_demo_precision_scores_the_demo_inversion(tmp_path, capsys):
