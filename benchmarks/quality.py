@@ -265,6 +265,8 @@ def paired_claims(tables: dict[str, dict[str, Row]]) -> list[dict]:
 
     out = []
     for table, a, b in PAPER_ORDERINGS:
+        if not tables[table]:  # a table that was not run (--tables)
+            continue
         ra, rb = tables[table][a], tables[table][b]
         for title, key, kind in measures():
             out.append({"table": table, "a": a, "b": b, "measure": title,
@@ -294,6 +296,8 @@ def claims_markdown(claims: list[dict]) -> str:
              f"correction over all {len(claims)} tests)", "",
              "| table | a better than b | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(titles)]
     for table, a, b in PAPER_ORDERINGS:
+        if not any(c["table"] == table for c in claims):
+            continue
         cells = [next(c for c in claims if (c["table"], c["a"], c["b"], c["measure"]) == (table, a, b, t))
                  for t in titles]
         lines.append(f"| {table} | {a} > {b} | " + " | ".join(_claim_cell(c) for c in cells) + " |")
@@ -323,6 +327,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--out", default="benchmarks/results", help="where quality.json / quality.md go")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--tables", nargs="+", choices=("1", "2", "S2"), default=["1", "2", "S2"],
+                   help="which tables to run: 1 (Tables 1 and 3), 2, S2 (default: all)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the rows of an interrupted run with the same settings (<stem>.partial.json)")
     args = p.parse_args(argv)
@@ -334,7 +340,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     stem = "quality_quick" if args.quick else "quality"
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "threads", "resume")} | {
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "threads", "resume", "tables")} | {
         "inverted": INVERTED, "verifier": VERIFIER, "judges": list(JUDGES)}
     partial = out / f"{stem}.partial.json"
 
@@ -360,15 +366,16 @@ def main(argv=None) -> int:
         return cache[key]
 
     real = real_clips_row(model, verifier, seeds, args)
-    t1 = {name: row(name, o) for name, o in TABLE_1_3.items()}
-    t2 = {name: row(f"distance {name}", o) for name, o in TABLE_2.items()}
-    ts2 = {name: row(f"priming {name}", o) for name, o in TABLE_S2.items()}
+    t1 = {name: row(name, o) for name, o in TABLE_1_3.items()} if "1" in args.tables else {}
+    t2 = {name: row(f"distance {name}", o) for name, o in TABLE_2.items()} if "2" in args.tables else {}
+    ts2 = {name: row(f"priming {name}", o) for name, o in TABLE_S2.items()} if "S2" in args.tables else {}
     claims = paired_claims({"1": t1, "3": t1, "2": t2, "S2": ts2})
 
     md = "\n\n".join([
-        table_markdown("Tables 1 and 3 (toy world): objectives", {"real clips (reference)": real} | t1, "method"),
-        distance_markdown(t2),
-        table_markdown("Table S2 (toy world): fraction of primed layers", ts2, "priming layers"),
+        *([table_markdown("Tables 1 and 3 (toy world): objectives", {"real clips (reference)": real} | t1, "method")]
+          if t1 else []),
+        *([distance_markdown(t2)] if t2 else []),
+        *([table_markdown("Table S2 (toy world): fraction of primed layers", ts2, "priming layers")] if ts2 else []),
         claims_markdown(claims),
     ])
     print("\n" + md)

@@ -76,10 +76,13 @@ def test_quality_resume_reuses_rows_and_refuses_other_settings(tmp_path, capsys,
     with pytest.raises(SystemExit, match="other settings.*steps"):
         quality.main(["--quick", "--steps", "2", "--out", str(tmp_path), "--resume"])
     monkeypatch.setattr(quality, "run_objective", real_run)
-    assert quality.main(argv + ["--resume"]) == 0
+    assert quality.main(argv + ["--resume", "--tables", "1"]) == 0  # Tables 1 and 3 only
     assert "resuming: 2 row(s)" in capsys.readouterr().out
     data = json.loads((tmp_path / "quality_quick.json").read_text())
-    assert len(data["claims"]) == len(quality.PAPER_ORDERINGS) * len(quality.measures())
+    assert data["table_2"] == data["table_s2"] == {} and len(data["table_1_3"]) == len(quality.TABLE_1_3)
+    tables_1_3 = [o for o in quality.PAPER_ORDERINGS if o[0] in ("1", "3")]
+    assert len(data["claims"]) == len(tables_1_3) * len(quality.measures())
+    assert "Table S2" not in (tmp_path / "quality_quick.md").read_text()
 
 
 def test_demo_precision_scores_the_demo_inversion(tmp_path, capsys):

@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from leaps.toy.checkpoint import checkpoint_meta
-from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
+from leaps.toy.data import CLIP_FRAMES, CLIP_SIZE, TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judges import JUDGE_NETS
 from leaps.video import normalize
 
-FRAMES, SIZE = 8, 64
 #: Seed of the judges' initialisation, batch order and augmentation (the toy networks use 0).
 JUDGE_SEED = 7
 #: Per judge: the training recipe ``python -m leaps.toy.train`` uses unless told otherwise.
@@ -94,8 +93,8 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
     epochs, train_clips, batch, lr = recipe["epochs"], recipe["train_clips"], recipe["batch"], recipe["lr"]
     set_determinism(seed, threads=JUDGE_THREADS)
     model = build_judge(name, len(TOY_CLASSES))
-    train = ToyVideos("judge_train", train_clips, frames=FRAMES, size=SIZE, seed=seed, normalize=False)
-    val = ToyVideos("judge_val", val_clips, frames=FRAMES, size=SIZE, seed=seed)
+    train = ToyVideos("judge_train", train_clips, frames=CLIP_FRAMES, size=CLIP_SIZE, seed=seed, normalize=False)
+    val = ToyVideos("judge_val", val_clips, frames=CLIP_FRAMES, size=CLIP_SIZE, seed=seed)
     order_gen = torch.Generator().manual_seed(seed)
     augment_gen = torch.Generator().manual_seed(seed + 1)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.startswith("pos_")]
@@ -116,7 +115,7 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
                prepare=prepare, loss_fn=partial(F.cross_entropy, label_smoothing=0.05), log=log)
 
     train_seconds = time.perf_counter() - start
-    test = ToyVideos("judge_test", test_clips, frames=FRAMES, size=SIZE)
+    test = ToyVideos("judge_test", test_clips, frames=CLIP_FRAMES, size=CLIP_SIZE)
     test_acc = evaluate(model, test)
     log(f"[{name}] held-out judge_test top-1 {test_acc:.4f} on {test_clips} clips; trained in {train_seconds:.0f} s")
     fields = {
@@ -133,5 +132,5 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
         "weight_decay": weight_decay,
         "augmentation": "flip, time reversal (labels swapped), shift 4 px, contrast/brightness, noise 0-0.04",
     }
-    meta = checkpoint_meta(name, model, FRAMES, SIZE, fields, train_seconds)
+    meta = checkpoint_meta(name, model, CLIP_FRAMES, CLIP_SIZE, fields, train_seconds)
     return model.eval(), meta

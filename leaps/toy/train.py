@@ -38,12 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from leaps.toy.checkpoint import checkpoint_meta, checkpoint_name, save_checkpoint
-from leaps.toy.data import TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
+from leaps.toy.data import CLIP_FRAMES, CLIP_SIZE, TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judge_train import JUDGE_SEED, train_judge
 from leaps.toy.judges import JUDGE_NETS
 from leaps.toy.nets import TOY_NETS, build_toy_net
 
-FRAMES, SIZE = 8, 64
 #: The toy networks' recipe: what ``--epochs`` etc. default to for them (the judges have their own).
 TOY_RECIPE = dict(epochs=3, train_clips=8000, batch=32, lr=3e-3, seed=0)
 
@@ -214,8 +213,8 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
             raise SystemExit(f"--init {init}: a checkpoint of {init_meta.get('net')!r}, not of {name!r}")
         model.load_state_dict(state)
     model = model.to(device)
-    train = OnDevice(ToyVideos("train", train_clips, frames=FRAMES, size=SIZE, seed=seed), device)
-    val = OnDevice(ToyVideos("val", val_clips, frames=FRAMES, size=SIZE, seed=seed), device)
+    train = OnDevice(ToyVideos("train", train_clips, frames=CLIP_FRAMES, size=CLIP_SIZE, seed=seed), device)
+    val = OnDevice(ToyVideos("val", val_clips, frames=CLIP_FRAMES, size=CLIP_SIZE, seed=seed), device)
     order_gen = torch.Generator().manual_seed(seed)
     flip_gen = torch.Generator().manual_seed(seed + 1)
     adv_gen = torch.Generator().manual_seed(seed + 2)  # only drawn from when adv_eps > 0
@@ -244,10 +243,10 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
                prepare=prepare, loss_fn=F.cross_entropy, log=log)
 
     # BN statistics from fresh training-distribution clips (another seed of the train split).
-    bn_data = OnDevice(ToyVideos("train", bn_clips, frames=FRAMES, size=SIZE, seed=seed + 1000), device)
+    bn_data = OnDevice(ToyVideos("train", bn_clips, frames=CLIP_FRAMES, size=CLIP_SIZE, seed=seed + 1000), device)
     recalibrate_batchnorm(model, bn_data)
     train_seconds = time.perf_counter() - start
-    test = OnDevice(ToyVideos("test", test_clips, frames=FRAMES, size=SIZE), device)
+    test = OnDevice(ToyVideos("test", test_clips, frames=CLIP_FRAMES, size=CLIP_SIZE), device)
     test_acc = evaluate(model, test)
     log(f"[{name}] held-out test top-1 {test_acc:.4f} on {test_clips} clips; "
         f"trained in {train_seconds:.0f} s")
@@ -272,7 +271,7 @@ def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int
             "robust_test_accuracy": robust_acc}
            if adv_eps > 0 else {}),
     }
-    meta = checkpoint_meta(name, model, FRAMES, SIZE, fields, train_seconds, device=device.type)
+    meta = checkpoint_meta(name, model, CLIP_FRAMES, CLIP_SIZE, fields, train_seconds, device=device.type)
     return model.cpu().eval(), meta
 
 
