@@ -28,6 +28,7 @@ from torch import nn
 from leaps.toy.checkpoint import checkpoint_meta
 from leaps.toy.data import CLIP_FRAMES, CLIP_SIZE, TOY_CLASSES, TOY_MEAN, TOY_STD, ToyVideos
 from leaps.toy.judges import JUDGE_NETS
+from leaps.toy.nets import build_from
 from leaps.video import normalize
 
 #: Seed of the judges' initialisation, batch order and augmentation (the toy networks use 0).
@@ -74,11 +75,7 @@ def augment(videos: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) ->
 
 def build_judge(name: str, num_classes: int = 10) -> nn.Module:
     """A randomly initialised judge ``name`` (a key of :data:`leaps.toy.judges.JUDGE_NETS`)."""
-    try:
-        cls = JUDGE_NETS[name]
-    except KeyError:
-        raise ValueError(f"unknown judge {name!r}; choose one of {', '.join(JUDGE_NETS)}") from None
-    return cls(num_classes=num_classes)
+    return build_from(JUDGE_NETS, name, num_classes, "judge")
 
 
 def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None = None, batch: int | None = None,

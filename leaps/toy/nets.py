@@ -192,10 +192,15 @@ class ToyR2Plus1D(_ToyNet):
 TOY_NETS: dict[str, type[_ToyNet]] = {"r3d": ToyR3D, "x3d": ToyX3D, "r2plus1d": ToyR2Plus1D}
 
 
+def build_from(table: dict[str, type[nn.Module]], name: str, num_classes: int, kind: str) -> nn.Module:
+    """A randomly initialised ``table[name]``; an unknown name is a ValueError listing the ``kind``'s names."""
+    try:
+        cls = table[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}") from None
+    return cls(num_classes=num_classes)
+
+
 def build_toy_net(name: str, num_classes: int = 10) -> nn.Module:
     """A randomly initialised toy network ``name`` (a key of :data:`TOY_NETS`)."""
-    try:
-        cls = TOY_NETS[name]
-    except KeyError:
-        raise ValueError(f"unknown toy network {name!r}; choose one of {', '.join(TOY_NETS)}") from None
-    return cls(num_classes=num_classes)
+    return build_from(TOY_NETS, name, num_classes, "toy network")

@@ -8,13 +8,12 @@ a file of that name in the working directory wins). Three entry points read it: 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 from .errors import PresetError, TuneError
-from .space import coerce, field_types
+from .space import coerce, field_types, tuple_fields
 
 META_KEY = "meta"
 #: Fields a preset must not hold: a preset naming another preset would be read in a loop.
@@ -51,7 +50,7 @@ def preset_fields(data, where: str) -> dict:
     if not isinstance(data, dict):
         raise PresetError(f"{where} must hold a JSON object of inversion options")
     types = field_types()
-    tuples = _tuple_fields()
+    tuples = tuple_fields()
     fields = {k: v for k, v in data.items() if k != META_KEY}
     unknown = sorted(set(fields) - (set(types) - NOT_IN_PRESET))
     if unknown:
@@ -62,12 +61,6 @@ def preset_fields(data, where: str) -> dict:
         raise PresetError(f"{where}: {exc}") from None
     except (TypeError, ValueError):
         raise PresetError(f"{where}: a value has the wrong type") from None
-
-
-def _tuple_fields() -> set[str]:
-    from leaps.config import InversionConfig
-
-    return {f.name for f in dataclasses.fields(InversionConfig) if "tuple" in str(f.type)}
 
 
 def _coerced(name: str, value, kind: type, is_tuple: bool):

@@ -38,6 +38,13 @@ def field_types() -> dict[str, type]:
     return out
 
 
+def tuple_fields() -> set[str]:
+    """InversionConfig fields that hold a tuple (a JSON array fills them item by item)."""
+    from leaps.config import InversionConfig
+
+    return {f.name for f in dataclasses.fields(InversionConfig) if "tuple" in str(f.type)}
+
+
 def check_dimension(name: str) -> type:
     types = field_types()
     if name not in types or name in NOT_TUNABLE:
