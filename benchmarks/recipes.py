@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import statistics
 import sys
@@ -124,7 +125,7 @@ def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, t
     fields = dict(fields)
     per_class = fields.pop("stimuli_per_class", 1)
     model, verifier = nets[fields.pop("model", DEMO_MODEL)], nets[fields.pop("verifier", DEMO_VERIFIER)]
-    labels, stimuli = demo_batch(tmp / f"k{per_class}", stimuli_per_class=per_class)
+    labels, stimuli = _demo_batch(tmp, per_class)
     config = demo_config(steps, progress=progress, seed=seed).replace(**fields)
     start = time.perf_counter()
     result = at_demo_size(invert(model, labels, [_on(s, nets.device) for s in stimuli], verifier, config))
@@ -135,6 +136,12 @@ def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, t
     for name, judge in judges.items():
         row[f"top1 {name}"], row[f"p {name}"] = judge_scores(judge, result.video.float(), list(result.targets))
     return row
+
+
+@functools.lru_cache(maxsize=None)
+def _demo_batch(tmp: Path, per_class: int):
+    """The demo's targets and stimuli, made (and their mp4s written) once per run of the script."""
+    return demo_batch(tmp / f"k{per_class}", stimuli_per_class=per_class)
 
 
 def _write_json(path: Path, args, recipes, rows) -> None:

@@ -115,6 +115,16 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
         assert all(0.0 <= r[key] <= 1.0 for r in rows)
     table = capsys.readouterr().out
     assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
+    # the stimuli are made once per script run and reused: no run may change them
+    from leaps.demo import demo_batch
+
+    nets = recipes.Networks(torch.device("cpu"))
+    for seed in (0, 1):
+        recipes.run_one({}, seed, 2, nets, {"toy_judge_2d": "toy_judge_2d"}, tmp_path)
+    cached = recipes._demo_batch(tmp_path, 1)
+    assert recipes._demo_batch.cache_info().hits >= 2
+    labels, fresh = demo_batch(tmp_path / "fresh")
+    assert cached[0] == labels and all(torch.equal(a, b) for a, b in zip(cached[1], fresh))
 
 
 def test_recipes_benchmark_inverts_a_registered_toy_variant(tmp_path, monkeypatch):
