@@ -35,7 +35,7 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
-from leaps.toy.judging import JUDGES, judge_probs, scores_from_probs
+from leaps.toy.judging import JUDGES, judge_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
 RECIPES: dict[str, dict] = {
@@ -73,14 +73,15 @@ def parse_recipe(text: str) -> tuple[str, dict]:
 
 
 @torch.no_grad()
-def judge_scores(judge, videos: torch.Tensor, targets: list[int]) -> tuple[float, float]:
-    """(top-1, mean p(target)) of ``judge`` (a judge's registry name, or a wrapped Network) on videos in [0, 1]."""
+def judge_target_probs(judge, videos: torch.Tensor, targets: list[int]) -> tuple[list[bool], list[float]]:
+    """Per video: is ``judge``'s top-1 the target, and its p(target). ``judge`` is a judge's registry
+    name or a wrapped Network; videos in [0, 1]."""
     if isinstance(judge, str):  # a shipped judge: leaps.toy.judging resizes and normalises for it
         probs = judge_probs(videos, [judge])[judge]
     else:
         probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
-    scores = scores_from_probs(probs, targets)
-    return scores["top1"], scores["p_target"]
+    t = torch.as_tensor(targets)
+    return (probs.argmax(1) == t).tolist(), probs[torch.arange(len(t)), t].tolist()
 
 
 def register_variant(text: str) -> str:
@@ -134,7 +135,9 @@ def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, t
     row = {"seed": seed, "seconds": round(time.perf_counter() - start, 1),
            "top1_model": result.top1("model"), "top1_verifier": result.top1("verifier")}
     for name, judge in judges.items():
-        row[f"top1 {name}"], row[f"p {name}"] = judge_scores(judge, result.video.float(), list(result.targets))
+        hits, p = judge_target_probs(judge, result.video.float(), list(result.targets))
+        row[f"top1 {name}"], row[f"p {name}"] = sum(hits) / len(hits), sum(p) / len(p)
+        row["videos"] = row.get("videos", {}) | {f"hit {name}": hits, f"p {name}": p}  # for paired tests
     return row
 
 
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
                     if args.json:  # after every run: a time limit still leaves the rows so far
                         _write_json(args.json, args, recipes, rows)
                     print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in row.items()), flush=True)
+                                           for k, v in row.items() if k != "videos"), flush=True)
     cols = ["top1_model", "top1_verifier"] + [f"{m} {j}" for j in args.judges for m in ("top1", "p")]
     print("\n| recipe | steps | " + " | ".join(cols) + " | s/run |")
     print("|---" * (len(cols) + 3) + "|")
@@ -215,7 +218,34 @@ def main(argv=None) -> int:
             cells = [_mean_std([r[c] for r in mine]) for c in cols]
             print(f"| {name} | {steps} | " + " | ".join(cells)
                   + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
+    if len(recipes) > 1:
+        print("\n" + "\n".join(paired_lines(rows, recipes[0][0], args.judges)))
     return 0
+
+
+def paired_lines(rows: list[dict], base: str, judges: list[str]) -> list[str]:
+    """Every recipe against ``base``, video by video over the seeds both ran (same stimuli, same
+    seeds): per judge, the difference in top-1 (points, McNemar) and in p(target) (sign-flip test)."""
+    from benchmarks.paired import compare
+
+    out = [f"paired against '{base}' (same seeds and stimuli; a - b, p-value):"]
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        for steps in dict.fromkeys(r["steps"] for r in rows):
+            mine = {r["seed"]: r for r in rows if (r["recipe"], r["steps"]) == (name, steps)}
+            theirs = {r["seed"]: r for r in rows if (r["recipe"], r["steps"]) == (base, steps)}
+            seeds = sorted(mine.keys() & theirs.keys())
+            if name == base or not seeds:
+                continue
+            cells = []
+            for j in judges:
+                def pooled(key, side):
+                    return [v for s in seeds for v in side[s]["videos"][f"{key} {j}"]]
+                hit = compare(pooled("hit", mine), pooled("hit", theirs), kind="hits")
+                prob = compare(pooled("p", mine), pooled("p", theirs), kind="scores")
+                cells.append(f"{j}: top-1 {hit['diff']:+.0f} pts (p {hit['p']:.2g}), "
+                             f"p(target) {prob['diff']:+.3f} (p {prob['p']:.2g})")
+            out.append(f"  {name} @ {steps} steps, {len(seeds)} seeds: " + "; ".join(cells))
+    return out
 
 
 if __name__ == "__main__":

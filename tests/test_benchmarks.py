@@ -113,8 +113,12 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
         ("paper", 1, 0), ("paper", 2, 0), ("aug_time_shift=1", 1, 0), ("aug_time_shift=1", 2, 0)]
     for key in ("top1 toy_judge_2d", "p toy_judge_2d", "top1 toy_x3d", "p toy_x3d"):
         assert all(0.0 <= r[key] <= 1.0 for r in rows)
+    assert all(len(r["videos"]["hit toy_judge_2d"]) == len(r["videos"]["p toy_x3d"]) == 10 for r in rows)
+    assert all(r["top1 toy_judge_2d"] == sum(r["videos"]["hit toy_judge_2d"]) / 10 for r in rows)
     table = capsys.readouterr().out
     assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
+    # every recipe against the first, video by video
+    assert "paired against 'paper'" in table and "aug_time_shift=1 @ 2 steps, 1 seeds: toy_judge_2d: top-1" in table
     # the stimuli are made once per script run and reused: no run may change them
     from leaps.demo import demo_batch
 
