@@ -8,7 +8,9 @@ is far more sensitive than comparing their pooled means.
   discordant pairs (videos one method gets right and the other wrong);
 * :func:`sign_flip_test` — for a per-video score (e.g. p(target)): the two-sided paired
   permutation test that flips the sign of each difference at random (exact for n <= 16);
-* :func:`compare` — both, with the difference of the means and a verdict at level ``alpha``.
+* :func:`compare` — both, with the difference of the means and a verdict at level ``alpha``;
+* :func:`paired_t`, :func:`welch` and :func:`two_sided_p` — Student's t tests over per-seed means
+  (``benchmarks.preset_heldout``), without scipy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from typing import Sequence
 
 
@@ -84,3 +87,35 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
         adjusted[i] = running
     return adjusted
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's t of mean(b) - mean(a) and its degrees of freedom (Welch–Satterthwaite)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    if va + vb == 0:
+        return (math.copysign(math.inf, diff) if diff else 0.0), float(len(a) + len(b) - 2)
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va and vb else len(a) - 1
+    return t, df
+
+
+def two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom (Simpson's rule; no scipy needed)."""
+    if math.isinf(t):
+        return 0.0
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    pdf = lambda x: c * (1 + x * x / df) ** (-(df + 1) / 2)  # noqa: E731
+    n, x = 2000, abs(t)
+    h = x / n
+    area = pdf(0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n))
+    return max(0.0, 1 - 2 * area * h / 3)
+
+
+def paired_t(a: Sequence[float], b: Sequence[float]) -> float:
+    """Paired t of b - a over seeds (both presets ran the same seeds and stimuli)."""
+    d = [y - x for x, y in zip(a, b)]
+    mean, sd = statistics.fmean(d), statistics.stdev(d)
+    if sd == 0:
+        return math.copysign(math.inf, mean) if mean else 0.0
+    return mean / (sd / math.sqrt(len(d)))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 from pathlib import Path
 
+from benchmarks.paired import paired_t, two_sided_p, welch
 from leaps.models import get_spec
 from leaps.tune import load_preset
 from leaps.tune.evaluate import TrialSetup, evaluate
@@ -24,39 +24,7 @@ from leaps.tune.evaluate import TrialSetup, evaluate
 FIELDS = ("lambda_first", "lambda_last", "r")
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Welch's t of mean(b) - mean(a) and its degrees of freedom (Welch–Satterthwaite)."""
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = statistics.fmean(b) - statistics.fmean(a)
-    if va + vb == 0:
-        return (math.copysign(math.inf, diff) if diff else 0.0), float(len(a) + len(b) - 2)
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va and vb else len(a) - 1
-    return t, df
-
-
-def two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom (Simpson's rule; no scipy needed)."""
-    if math.isinf(t):
-        return 0.0
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    pdf = lambda x: c * (1 + x * x / df) ** (-(df + 1) / 2)  # noqa: E731
-    n, x = 2000, abs(t)
-    h = x / n
-    area = pdf(0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n))
-    return max(0.0, 1 - 2 * area * h / 3)
-
-
-def paired(a: list[float], b: list[float]) -> float:
-    """Paired t of b - a over seeds (both presets ran the same seeds and stimuli)."""
-    d = [y - x for x, y in zip(a, b)]
-    mean, sd = statistics.fmean(d), statistics.stdev(d)
-    if sd == 0:
-        return math.copysign(math.inf, mean) if mean else 0.0
-    return mean / (sd / math.sqrt(len(d)))
-
-
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True)
     p.add_argument("--tuned", required=True, help="best_preset.json of the tune")
@@ -67,7 +35,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--out", required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     shipped = get_spec(args.model).preset
     presets = {"shipped": {k: getattr(shipped, k) for k in FIELDS},
@@ -91,8 +59,8 @@ def main() -> None:
         report["tests"][m] = {"shipped_mean": statistics.fmean(a), "shipped_std": statistics.stdev(a),
                               "tuned_mean": statistics.fmean(b), "tuned_std": statistics.stdev(b),
                               "diff": statistics.fmean(b) - statistics.fmean(a), "welch_t": t, "welch_df": df,
-                              "welch_p": two_sided_p(t, df), "paired_t": paired(a, b),
-                              "paired_p": two_sided_p(paired(a, b), len(a) - 1)}
+                              "welch_p": two_sided_p(t, df), "paired_t": paired_t(a, b),
+                              "paired_p": two_sided_p(paired_t(a, b), len(a) - 1)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "heldout.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["tests"], indent=1))

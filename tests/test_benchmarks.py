@@ -155,3 +155,20 @@ def test_recipes_benchmark_inverts_a_registered_toy_variant(tmp_path, monkeypatc
     data = json.loads(out.read_text())
     assert [r["recipe"] for r in data["rows"]] == ["model=x3d_v", "extra_models=[\"x3d_v\"]"]
     assert data["variants"] == [f"x3d_v=toy_x3d:{path}"]
+
+
+def test_preset_heldout_compares_shipped_and_tuned_on_the_same_seeds(tmp_path, capsys):
+    from benchmarks import preset_heldout
+
+    tuned = tmp_path / "best_preset.json"
+    tuned.write_text(json.dumps({"lambda_first": 2.0, "lambda_last": 0.5, "r": 0.001}))
+    preset_heldout.main(["--model", "toy_r3d", "--tuned", str(tuned), "--stimuli", "toy:val:2", "--seeds", "0", "1",
+                         "--steps", "1", "--size", "16", "--frames", "4", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "heldout.json").read_text())
+    assert report["presets"]["tuned"] == {"lambda_first": 2.0, "lambda_last": 0.5, "r": 0.001}
+    assert set(report["presets"]["shipped"]) == set(preset_heldout.FIELDS)
+    for m in ("verifier_prob", "verifier_top1"):
+        assert len(report["per_seed"]["shipped"][m]) == len(report["per_seed"]["tuned"][m]) == 2
+        test = report["tests"][m]
+        assert test["diff"] == pytest.approx(test["tuned_mean"] - test["shipped_mean"])
+        assert 0.0 <= test["paired_p"] <= 1.0 and 0.0 <= test["welch_p"] <= 1.0

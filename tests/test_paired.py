@@ -50,3 +50,19 @@ def test_holm_adjusts_in_step_down_order():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
+
+
+def test_student_t_helpers_match_table_values():
+    from benchmarks.paired import paired_t, two_sided_p, welch
+
+    # critical values of Student's t at two-sided 0.05 and 0.01
+    assert two_sided_p(2.776, 4) == pytest.approx(0.05, abs=5e-4)
+    assert two_sided_p(2.228, 10) == pytest.approx(0.05, abs=5e-4)
+    assert two_sided_p(3.169, 10) == pytest.approx(0.01, abs=2e-4)
+    assert two_sided_p(0.0, 7) == pytest.approx(1.0) and two_sided_p(math.inf, 3) == 0.0
+    # paired t of b - a: differences 1, 2, 3 -> mean 2, sd 1, t = 2 * sqrt(3)
+    assert paired_t([0, 0, 0], [1, 2, 3]) == pytest.approx(2 * math.sqrt(3))
+    assert paired_t([1, 1], [2, 2]) == math.inf and paired_t([1, 1], [1, 1]) == 0.0
+    # Welch: equal sizes and variances give the pooled t and df = 2n - 2
+    t, df = welch([1, 2, 3, 4], [3, 4, 5, 6])
+    assert t == pytest.approx(2 / math.sqrt(2 * (5 / 3) / 4)) and df == pytest.approx(6.0)
