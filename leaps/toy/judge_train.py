@@ -35,7 +35,7 @@ from leaps.video import normalize
 JUDGE_SEED = 7
 #: Per judge: the training recipe ``python -m leaps.toy.train`` uses unless told otherwise.
 JUDGE_RECIPE = {
-    "judge_2d": dict(epochs=3, train_clips=6000, batch=32, lr=2e-3),
+    "judge_2d": dict(epochs=6, train_clips=10000, batch=32, lr=2e-3),
     "judge_attn": dict(epochs=5, train_clips=6000, batch=32, lr=2e-3),
 }
 #: The judges train on one thread: bit-reproducible for a fixed thread count like the toy networks,
