@@ -134,7 +134,7 @@ def test_judge_scores_on_real_clips_and_on_noise():
     noise = judge_scores(torch.rand(20, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0)), labels)
     assert list(real) == list(JUDGES) == list(noise)
     for name in JUDGES:
-        # toy_judge_2d is the less confident one: mean p(target) 0.77 on these clips (label smoothing, 3 epochs)
+        # label smoothing 0.05 keeps p(target) below about 0.95 even on clean clips
         assert real[name]["top1"] >= 0.95 and real[name]["p_target"] >= 0.6, (name, real[name])
         assert noise[name]["top1"] <= 0.3 and noise[name]["p_target"] <= 0.3, (name, noise[name])
 
