@@ -226,8 +226,11 @@ def test_sigkilled_worker_resumes_with_the_same_command(full, tmp_path):
     complete = 0
     while time.monotonic() < deadline and worker.poll() is None:
         if (tmp_path / "study.log").exists():
-            study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(tmp_path))
-            complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+            try:
+                study = optuna.load_study(study_name=STUDY_NAME, storage=journal_storage(tmp_path))
+                complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+            except (KeyError, ValueError):  # this poll read the journal mid-write (e.g. before the study record)
+                complete = 0
             if complete >= 1:
                 break
         time.sleep(0.02)
