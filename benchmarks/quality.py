@@ -40,7 +40,7 @@ from benchmarks.environment import environment
 from leaps import metrics
 from leaps.models import build_model
 from leaps.toy.data import TOY_CLASSES, generate
-from leaps.toy.judging import JUDGES, judge_probs, scores_from_probs
+from leaps.toy.judging import JUDGES, judge_probs, scores_from_probs, target_hits_and_probs
 
 INVERTED, VERIFIER = "toy_r3d", "toy_x3d"
 #: Short column names of the judges in the tables.
@@ -115,8 +115,9 @@ def _summarise(model_probs, verifier_probs, videos, targets, seconds) -> Row:
     judged = [judge_probs(batch) for batch in videos]  # per seed: judge -> N x classes
     for per_judge in judged:
         for name, probs in per_judge.items():
-            per_video.setdefault(f"{name} hit", []).extend(bool(h) for h in probs.argmax(1) == t)
-            per_video.setdefault(f"{name} p", []).extend(probs[torch.arange(len(t)), t].tolist())
+            hit, p_target = target_hits_and_probs(probs, t)
+            per_video.setdefault(f"{name} hit", []).extend(hit.tolist())
+            per_video.setdefault(f"{name} p", []).extend(p_target.tolist())
     return Row(
         top1_m=100 * top1_m,
         top1_v=100 * top1_v,

@@ -35,7 +35,7 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
-from leaps.toy.judging import JUDGES, judge_probs
+from leaps.toy.judging import JUDGES, judge_probs, target_hits_and_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
 RECIPES: dict[str, dict] = {
@@ -80,8 +80,8 @@ def judge_target_probs(judge, videos: torch.Tensor, targets: list[int]) -> tuple
         probs = judge_probs(videos, [judge])[judge]
     else:
         probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
-    t = torch.as_tensor(targets)
-    return (probs.argmax(1) == t).tolist(), probs[torch.arange(len(t)), t].tolist()
+    hits, p_target = target_hits_and_probs(probs, targets)
+    return hits.tolist(), p_target.tolist()
 
 
 def register_variant(text: str) -> str:
@@ -134,11 +134,12 @@ def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, t
         torch.cuda.synchronize()
     row = {"seed": seed, "seconds": round(time.perf_counter() - start, 1),
            "top1_model": result.top1("model"), "top1_verifier": result.top1("verifier")}
+    videos = {}  # per video, for the paired tests
     for name, judge in judges.items():
         hits, p = judge_target_probs(judge, result.video.float(), list(result.targets))
         row[f"top1 {name}"], row[f"p {name}"] = sum(hits) / len(hits), sum(p) / len(p)
-        row["videos"] = row.get("videos", {}) | {f"hit {name}": hits, f"p {name}": p}  # for paired tests
-    return row
+        videos |= {f"hit {name}": hits, f"p {name}": p}
+    return row | {"videos": videos}
 
 
 @functools.lru_cache(maxsize=None)

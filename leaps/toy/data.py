@@ -57,9 +57,9 @@ _CLASS_DEFS: tuple[tuple[str, str], ...] = (
 #: Human names of the ten classes, index = label.
 TOY_CLASSES: list[str] = [f"{shape} {motion}" for shape, motion in _CLASS_DEFS]
 
-#: Input normalisation of the toy networks (pixels in [0, 1]).
 #: Frames and side of the clips every shipped toy network and judge was trained on.
 CLIP_FRAMES, CLIP_SIZE = 8, 64
+#: Input normalisation of the toy networks (pixels in [0, 1]).
 TOY_MEAN = (0.5, 0.5, 0.5)
 TOY_STD = (0.25, 0.25, 0.25)
 

@@ -68,11 +68,16 @@ def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[
     return {name: scores_from_probs(probs, targets) for name, probs in judge_probs(videos, judges).items()}
 
 
+def target_hits_and_probs(probs: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per video of softmax outputs ``N x classes``: is the top-1 its target (bool), and p(target)."""
+    targets = torch.as_tensor(list(targets), dtype=torch.long)
+    return probs.argmax(1) == targets, probs[torch.arange(len(targets)), targets]
+
+
 def scores_from_probs(probs: torch.Tensor, targets) -> dict[str, float]:
     """``top1`` and ``p_target`` of softmax outputs ``N x classes`` against ``targets`` (N class indices)."""
-    targets = torch.as_tensor(list(targets), dtype=torch.long)
-    return {"top1": float((probs.argmax(1) == targets).float().mean()),
-            "p_target": float(probs[torch.arange(len(targets)), targets].mean())}
+    hits, p_target = target_hits_and_probs(probs, targets)
+    return {"top1": float(hits.float().mean()), "p_target": float(p_target.mean())}
 
 
 def format_judge_scores(scores: dict[str, dict]) -> list[str]:
