@@ -18,6 +18,7 @@ inverts a real model:
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .presets import named_preset
@@ -122,7 +123,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     from .models import get_spec
     from .toy.data import TOY_CLASSES
     from .toy.judging import format_judge_scores, judge_scores
-    from .video import run_metadata, write_contact_sheet, write_json
+    from .video import run_metadata, write_json
 
     labels, stimuli = demo_batch(out, target)
     model, verifier = demo_networks(device)
@@ -139,27 +140,28 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
     kept = {}
 
     def invert_and_keep():
-        kept["result"] = at_demo_size(invert(model, labels, stimuli, verifier, config))
-        return kept["result"]
+        result = at_demo_size(invert(model, labels, stimuli, verifier, config))
+        # scored after the run (the judges take no part in the optimisation), and next to them the same
+        # judges on the real clips the videos were primed with: what "recognisable" can reach
+        metadata["judges"] = judge_scores(result.video, result.targets)
+        metadata["judges_on_stimuli"] = judge_scores(torch.stack(stimuli), labels)
+        result.run_info = dict(metadata)  # saved once, with the videos, in leaps_run.json
+        kept["result"] = result
+        return result
 
     try:
         code = run(invert_and_keep, out)
-        if "result" in kept:  # scored after the run: the judges take no part in the optimisation
-            metadata["judges"] = judge_scores(kept["result"].video, kept["result"].targets)
-            # the same judges on the real clips the videos were primed with: what "recognisable" can reach
-            metadata["judges_on_stimuli"] = judge_scores(torch.stack(stimuli), labels)
-    finally:  # after the result's own leaps_run.json: the demo's also names its stimuli
-        run_json = write_json(metadata, out / "leaps_run.json")
-    if "result" in kept:
-        result = kept["result"]
-        write_contact_sheet(result.video, out / "leaps.png", labels=sheet_labels(result, TOY_CLASSES))
-        print("per video (one per toy class; top-1 with its probability):")
-        print("\n".join(class_report(result, TOY_CLASSES)))
-    if "judges" in metadata:
-        print("judges (trained apart on other clips, not in the objective), over the batch:")
-        print("\n".join("  " + line for line in format_judge_scores(metadata["judges"])))
-        print("the same judges on the ten stimuli (real clips), for reference:")
-        print("\n".join("  " + line for line in format_judge_scores(metadata["judges_on_stimuli"])))
+    except BaseException:  # a failed run still says what it was (a saved result's run json does otherwise)
+        with contextlib.suppress(OSError):
+            write_json(metadata, out / "leaps_run.json")
+        raise
+    run_json = out / "leaps_run.json"
+    print("per video (one per toy class; top-1 with its probability):")
+    print("\n".join(class_report(kept["result"], TOY_CLASSES)))
+    print("judges (trained apart on other clips, not in the objective), over the batch:")
+    print("\n".join("  " + line for line in format_judge_scores(metadata["judges"])))
+    print("the same judges on the ten stimuli (real clips), for reference:")
+    print("\n".join("  " + line for line in format_judge_scores(metadata["judges_on_stimuli"])))
     print(f"'{TOY_CLASSES[labels[0]]}' is leaps_0.mp4 / leaps_0.gif and the top row of leaps.png "
           f"(labelled with the model's and verifier's confidence); seed, versions and options in {run_json}")
     return code

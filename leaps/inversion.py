@@ -149,6 +149,8 @@ class InversionResult:
     verifier_spec: Any = None
     # What primed each video (paths, or None for tensors), recorded by save() for the report.
     stimuli: list | None = None
+    # Entries save() adds to {stem}_run.json (the demo's command, stimulus seeds, judges' scores).
+    run_info: dict = field(default_factory=dict)
 
     def top1(self, which: str = "model") -> float | None:
         """Fraction of videos the model (or verifier) classifies as their target."""
@@ -216,6 +218,7 @@ class InversionResult:
         labels = contact_sheet_labels(self.targets, self.model_probs, self.verifier_probs, self.class_names())
         metadata = run_metadata(self.config, model=getattr(self.model_spec, "name", None),
                                 verifier=getattr(self.verifier_spec, "name", None), targets=self.targets)
+        metadata.update(self.run_info)
         paths = save_outputs(self.video, out, stem=stem, fps=fps, labels=labels, metadata=metadata)
         for step, snap in self.snapshots:
             paths[f"snapshot_{step}"] = out / f"{stem}_step{step:05d}.png"

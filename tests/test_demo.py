@@ -84,8 +84,8 @@ def test_run_demo_prints_every_class_labels_the_sheet_and_records_the_run(tmp_pa
                                                    for s in stimuli)
         return fake_result(labels)
 
-    def run(invert_fn, out):  # the CLI also saves the videos (slow, and tested in test_cli)
-        invert_fn()
+    def run(invert_fn, out):  # as the CLI's: invert, then save the result (once: the sheet and run json included)
+        invert_fn().save(out)
         return 0
 
     monkeypatch.setattr(leaps.inversion, "invert", fake_invert)
@@ -115,6 +115,17 @@ def test_run_demo_prints_every_class_labels_the_sheet_and_records_the_run(tmp_pa
     assert set(run_json["judges"]) == set(run_json["judges_on_stimuli"]) == {"toy_judge_2d", "toy_judge_attn"}
     assert all(s["top1"] >= 0.8 for s in run_json["judges_on_stimuli"].values())
     assert "on the ten stimuli" in printed
+
+
+def test_a_failed_demo_run_still_records_what_it_was(tmp_path, monkeypatch):
+    def run(invert_fn, out):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(demo, "demo_networks", lambda device: (None, None))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        demo.run_demo(tmp_path, steps=2, device="cpu", progress=False, run=run, seed=3)
+    run_json = json.loads((tmp_path / "leaps_run.json").read_text())
+    assert run_json["seed"] == 3 and run_json["command"] == "leaps demo" and "judges" not in run_json
 
 
 @pytest.mark.parametrize("bad", ["ring shrinkin", 42])

@@ -198,8 +198,8 @@ def test_quality_refuses_judges_and_has_judge_columns():
 def test_demo_prints_and_records_the_judges(tmp_path, capsys, monkeypatch):
     from tests.test_demo import fake_result
 
-    def run(invert_fn, out):
-        invert_fn()
+    def run(invert_fn, out):  # as the CLI's: the result's save() writes leaps_run.json
+        invert_fn().save(out)
         return 0
 
     monkeypatch.setattr(leaps.inversion, "invert", lambda model, labels, stimuli, verifier, config: fake_result(labels))
