@@ -73,15 +73,15 @@ def parse_recipe(text: str) -> tuple[str, dict]:
 
 
 @torch.no_grad()
-def judge_target_probs(judge, videos: torch.Tensor, targets: list[int]) -> tuple[list[bool], list[float]]:
-    """Per video: is ``judge``'s top-1 the target, and its p(target). ``judge`` is a judge's registry
-    name or a wrapped Network; videos in [0, 1]."""
+def judge_target_probs(judge, videos: torch.Tensor, targets: list[int]) -> tuple[list[bool], list[float], list[int]]:
+    """Per video: is ``judge``'s top-1 the target, its p(target), and the top-1 class. ``judge`` is a
+    judge's registry name or a wrapped Network; videos in [0, 1]."""
     if isinstance(judge, str):  # a shipped judge: leaps.toy.judging resizes and normalises for it
         probs = judge_probs(videos, [judge])[judge]
     else:
         probs = judge.module(judge.fit((videos - judge.mean) / judge.std)).float().softmax(1).cpu()
     hits, p_target = target_hits_and_probs(probs, targets)
-    return hits.tolist(), p_target.tolist()
+    return hits.tolist(), p_target.tolist(), probs.argmax(1).tolist()
 
 
 def register_variant(text: str) -> str:
@@ -122,7 +122,7 @@ class Networks(dict):
 
 
 def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, tmp: Path,
-            progress: bool = False) -> dict:
+            progress: bool = False, save_videos: Path | None = None, recipe: str = "") -> dict:
     fields = dict(fields)
     per_class = fields.pop("stimuli_per_class", 1)
     model, verifier = nets[fields.pop("model", DEMO_MODEL)], nets[fields.pop("verifier", DEMO_VERIFIER)]
@@ -136,10 +136,17 @@ def run_one(fields: dict, seed: int, steps: int, nets: Networks, judges: dict, t
            "top1_model": result.top1("model"), "top1_verifier": result.top1("verifier")}
     videos = {}  # per video, for the paired tests
     for name, judge in judges.items():
-        hits, p = judge_target_probs(judge, result.video.float(), list(result.targets))
+        hits, p, top = judge_target_probs(judge, result.video.float(), list(result.targets))
         row[f"top1 {name}"], row[f"p {name}"] = sum(hits) / len(hits), sum(p) / len(p)
-        videos |= {f"hit {name}": hits, f"p {name}": p}
-    return row | {"videos": videos}
+        videos |= {f"hit {name}": hits, f"p {name}": p, f"class {name}": top}
+    if save_videos is not None:  # to look at, or to score with other judges later
+        torch.save({"video": result.video.half(), "targets": list(result.targets), "fields": fields},
+                   save_videos / f"{_slug(recipe)}_seed{seed}_steps{steps}.pt")
+    return row | {"videos": videos, "targets": list(result.targets)}
+
+
+def _slug(recipe: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in recipe)[:80]
 
 
 @functools.lru_cache(maxsize=None)
@@ -182,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--progress", action="store_true", help="a progress bar per run (stderr)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--fast", action="store_true", help="fast=True in every recipe (on a GPU: the fused, graphed step)")
+    p.add_argument("--save-videos", type=Path, default=None, metavar="DIR",
+                   help="also write each run's videos (fp16, targets, fields) to DIR/<recipe>_seed<S>_steps<N>.pt")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:FILE",
                    help="register a toy checkpoint FILE as model NAME built like BASE (repeatable)")
     args = p.parse_args(argv)
@@ -199,17 +208,20 @@ def main(argv=None) -> int:
     print(f"demo inversion ({DEMO_MODEL}, verifier {DEMO_VERIFIER}), steps {args.steps}, 10 videos a run; "
           f"judges {', '.join(args.judges)}; seeds {args.seeds}", flush=True)
     rows = []
+    if args.save_videos:
+        args.save_videos.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, fields in recipes:
             for steps in args.steps:
                 for seed in args.seeds:
                     row = {"recipe": name, "steps": steps,
-                           **run_one(fields, seed, steps, nets, judges, Path(tmp), args.progress)}
+                           **run_one(fields, seed, steps, nets, judges, Path(tmp), args.progress,
+                                     args.save_videos, name)}
                     rows.append(row)
                     if args.json:  # after every run: a time limit still leaves the rows so far
                         _write_json(args.json, args, recipes, rows)
                     print("  " + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in row.items() if k != "videos"), flush=True)
+                                           for k, v in row.items() if k not in ("videos", "targets")), flush=True)
     cols = ["top1_model", "top1_verifier"] + [f"{m} {j}" for j in args.judges for m in ("top1", "p")]
     print("\n| recipe | steps | " + " | ".join(cols) + " | s/run |")
     print("|---" * (len(cols) + 3) + "|")

@@ -107,8 +107,14 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
         recipes.parse_recipe("no-such-recipe")
     out = tmp_path / "recipes.json"
     assert recipes.main(["--recipes", "paper", "aug_time_shift=1", "--seeds", "0", "--steps", "1", "2",
-                         "--judges", "toy_judge_2d", "toy_x3d", "--json", str(out)]) == 0
+                         "--judges", "toy_judge_2d", "toy_x3d", "--json", str(out),
+                         "--save-videos", str(tmp_path / "videos")]) == 0
     rows = json.loads(out.read_text())["rows"]
+    saved = torch.load(tmp_path / "videos" / "aug_time_shift_1_seed0_steps2.pt")
+    assert saved["video"].shape == (10, 3, 8, 64, 64) and saved["targets"] == rows[-1]["targets"]
+    # the judge's top-1 class per video: a hit exactly where it is the target
+    assert [c == t for c, t in zip(rows[-1]["videos"]["class toy_judge_2d"], rows[-1]["targets"])] \
+        == rows[-1]["videos"]["hit toy_judge_2d"]
     assert [(r["recipe"], r["steps"], r["seed"]) for r in rows] == [
         ("paper", 1, 0), ("paper", 2, 0), ("aug_time_shift=1", 1, 0), ("aug_time_shift=1", 2, 0)]
     for key in ("top1 toy_judge_2d", "p toy_judge_2d", "top1 toy_x3d", "p toy_x3d"):
