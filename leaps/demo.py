@@ -143,7 +143,7 @@ def run_demo(out: Path, *, steps: int, device, progress: bool, run, target: str 
         result = at_demo_size(invert(model, labels, stimuli, verifier, config))
         # scored after the run (the judges take no part in the optimisation), and next to them the same
         # judges on the real clips the videos were primed with: what "recognisable" can reach
-        metadata["judges"] = judge_scores(result.video, result.targets)
+        metadata["judges"] = judge_scores(result.video, result.targets, top5=True)
         metadata["judges_on_stimuli"] = judge_scores(torch.stack(stimuli), labels)
         result.run_info = dict(metadata)  # saved once, with the videos, in leaps_run.json
         kept["result"] = result

@@ -202,6 +202,32 @@ def test_inversion_page(inversion_dir):
     assert "What is missing" not in visible
 
 
+def test_inversion_page_shows_the_judges_of_a_demo_run(tmp_path):
+    from leaps.toy.judging import judge_scores
+
+    result = toy_inversion(tmp_path)
+    run = json.loads((tmp_path / "leaps_run.json").read_text())
+    run["judges"] = judge_scores(result.video, result.targets, top5=True)
+    run["judges_on_stimuli"] = {name: {"top1": 1.0, "p_target": 0.9} for name in run["judges"]}
+    (tmp_path / "leaps_run.json").write_text(json.dumps(run))
+    text, page = read_page(tmp_path)
+    assert_no_injection(text)
+    visible = page.visible()
+    cells = {row[0]: row[1] for table in page.tables for row in table if len(row) == 2}
+    for name, score in run["judges"].items():
+        assert cells[f"top-1 of the judge {name}"] == (f"{escape.percent(score['top1'])}, mean p(target) "
+                                                       f"{escape.number(score['p_target'])} (on the stimuli: 100.0%)")
+        assert visible.count(f"top-5 of the judge {name}") == len(result.targets)  # one chart per video card
+        best = score["top5"][1][0]
+        assert best["name"] in visible and escape.percent(best["prob"]) in visible
+    assert "What is missing" not in visible
+    # a run json with junk where the judges go: the page is still made, without them
+    (tmp_path / "leaps_run.json").write_text(json.dumps({"judges": {XSS: "junk"}, "judges_on_stimuli": [1]}))
+    text, page = read_page(tmp_path)
+    assert_no_injection(text)
+    assert "top-5 of the judge" not in page.visible() and "top-1 of the judge" not in page.visible()
+
+
 def test_inversion_page_escapes_user_data(tmp_path):
     history = {
         "targets": [0], "target_names": [XSS], "top1_model": 1.0, "top1_verifier": float("nan"),

@@ -2,7 +2,8 @@
 
 Written by :meth:`leaps.inversion.InversionResult.save`: ``{stem}.mp4/.gif`` (all videos tiled),
 ``{stem}_{i}.mp4/.gif`` per video when there are several, the contact sheet ``{stem}.png``,
-snapshots ``{stem}_step*.png``, ``{stem}_history.json``; ``leaps demo`` adds ``stimuli/``. A NaN
+snapshots ``{stem}_step*.png``, ``{stem}_history.json``, ``{stem}_run.json``; ``leaps demo`` adds
+``stimuli/`` and, in the run json, the judges' scores (``judges``, ``judges_on_stimuli``). A NaN
 run leaves ``last_finite.mp4``. Anything missing becomes a line in :attr:`InversionData.problems`.
 """
 
@@ -36,6 +37,8 @@ class Video:
     stimulus_note: str
     top5_model: list[Prediction]
     top5_verifier: list[Prediction]
+    # judge name -> its top-5 on this video (leaps demo: networks that took no part in the objective)
+    judges: dict[str, list[Prediction]] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +62,9 @@ class InversionData:
     config: dict = field(default_factory=dict)
     preset: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+    # judge name -> {"top1", "p_target"} over the videos, and over the stimuli they were primed with
+    judges: dict[str, dict] = field(default_factory=dict)
+    judges_on_stimuli: dict[str, dict] = field(default_factory=dict)
 
 
 def detect(root: Path) -> bool:
@@ -109,7 +115,24 @@ def collect(root: Path) -> InversionData:
     if data.last_finite:
         data.problems.append("the loss became NaN/inf: last_finite.mp4 is the last video with a finite loss")
     data.videos = _videos(root, stem, history, data.problems)
+    _judges(root / f"{stem}_run.json", data)
     return data
+
+
+def _judges(path: Path, data: InversionData) -> None:
+    """The judges' scores of a run json (``leaps demo`` records them), if any: none is no problem."""
+    if not path.is_file():
+        return
+    run = read_json(path, data.problems, data.root)
+    if not isinstance(run, dict):
+        return
+    for key in ("judges", "judges_on_stimuli"):
+        scores = {str(name): {k: as_float(as_dict(s).get(k)) for k in ("top1", "p_target")}
+                  for name, s in as_dict(run.get(key)).items()}
+        setattr(data, key, {name: s for name, s in scores.items() if s["top1"] is not None})
+    for name, s in as_dict(run.get("judges")).items():
+        for video, rows in zip(data.videos, as_list(as_dict(s).get("top5"))):
+            video.judges[str(name)] = _predictions(rows)
 
 
 def _step_of(path: Path) -> int:

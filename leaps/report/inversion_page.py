@@ -1,5 +1,6 @@
-"""The page of one inversion: videos beside their stimuli with the top-5 of both networks, the
-contact sheet, the loss terms over the steps, frame SSIM/PSNR (Fig. 7), config and environment."""
+"""The page of one inversion: videos beside their stimuli with the top-5 of both networks (and of
+the judges, for ``leaps demo``), the contact sheet, the loss terms over the steps, frame SSIM/PSNR
+(Fig. 7), config and environment."""
 
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ def _summary(data: InversionData) -> Markup:
         ("top-1 of the verifier", Markup(escape.percent(data.top1_verifier))),
         ("steps", len(data.losses.get("loss", [])) or "–"),
     ]
+    for name, score in data.judges.items():  # leaps demo: networks trained apart, never in the objective
+        on_stimuli = data.judges_on_stimuli.get(name, {}).get("top1")
+        rows.append((f"top-1 of the judge {name}", Markup(
+            f"{escape.percent(score['top1'])}, mean p(target) {escape.number(score['p_target'])}"
+            + (f" (on the stimuli: {escape.percent(on_stimuli)})" if on_stimuli is not None else ""))))
     combined = animation(data.combined, data.root, "all videos", lazy=False)
     return Markup(f'<div class="media">{table(None, rows)}<figure>{combined}'
                   f"<figcaption>{escape.text(data.stem)}: all videos</figcaption></figure></div>")
@@ -72,7 +78,9 @@ def _card(data: InversionData, video: Video) -> str:
     else:
         stim = figure(missing(video.stimulus_note), "stimulus")
     tops = ""
-    for label, predictions in (("model", video.top5_model), ("verifier", video.top5_verifier)):
+    shown = [("model", video.top5_model), ("verifier", video.top5_verifier)]
+    shown += [(f"judge {name}", predictions) for name, predictions in video.judges.items()]
+    for label, predictions in shown:
         if predictions:
             target = next((p.name for p in predictions if p.index == video.target), None)
             tops += bars([(p.name, p.prob) for p in predictions], highlight=target, title=f"top-5 of the {label}")

@@ -58,14 +58,29 @@ def judge_probs(videos: torch.Tensor, judges: Sequence[str] = JUDGES) -> dict[st
     return out
 
 
-def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[str] = JUDGES) -> dict[str, dict]:
+def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[str] = JUDGES, *,
+                 top5: bool = False) -> dict[str, dict]:
     """Per judge: ``top1`` (fraction of videos whose argmax is the target) and ``p_target`` (mean
-    probability of the target) over the batch ``videos`` (``N x 3 x T x S x S`` in [0, 1])."""
+    probability of the target) over the batch ``videos`` (``N x 3 x T x S x S`` in [0, 1]).
+
+    ``top5=True`` adds, per video, the judge's five most probable classes as ``top5``: a list of
+    ``{"index", "name", "prob"}`` per video (the report shows them beside the networks' top-5).
+    """
+    from .data import TOY_CLASSES
+
     _check_videos(videos)
     targets = torch.as_tensor(list(targets), dtype=torch.long)
     if len(targets) != len(videos):
         raise ShapeError(f"got {len(videos)} videos but {len(targets)} targets")
-    return {name: scores_from_probs(probs, targets) for name, probs in judge_probs(videos, judges).items()}
+    scores = {}
+    for name, probs in judge_probs(videos, judges).items():
+        scores[name] = scores_from_probs(probs, targets)
+        if top5:
+            values, indices = probs.topk(min(5, probs.shape[1]), dim=1)
+            scores[name]["top5"] = [[{"index": int(i), "name": TOY_CLASSES[int(i)], "prob": float(p)}
+                                     for p, i in zip(row_p.tolist(), row_i.tolist())]
+                                    for row_p, row_i in zip(values, indices)]
+    return scores
 
 
 def target_hits_and_probs(probs: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor]:
