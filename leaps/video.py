@@ -28,6 +28,7 @@ from leaps._atomic import atomic_path
 from leaps.errors import LeapsError, ShapeError, VideoError
 
 __all__ = [
+    "MAX_DECODED_PIXELS",
     "MAX_FRAME_PIXELS",
     "check_stimulus",
     "sample_indices",
@@ -65,6 +66,13 @@ _CODEC_BIT_RATE = {"mpeg4": 8_000_000, "mjpeg": 8_000_000, "libvpx": 4_000_000}
 #: Largest frame (width x height) read_video decodes: 8K UHD. A 200-byte GIF can declare a
 #: 16000 x 16000 canvas, which the decoder would allocate for every frame (gigabytes).
 MAX_FRAME_PIXELS = 7680 * 4320
+
+#: Most pixels read_video decodes from one file (frames x width x height): 20 minutes of 1080p at
+#: 30 fps. A GIF of a few kilobytes can hold 100,000 "unchanged" 8K frames, each decoded in full:
+#: hours of work for a file that looks harmless. Every frame is decoded (the true frame count
+#: decides which are sampled), so the budget is checked against the demuxed frame count before
+#: decoding and again while decoding.
+MAX_DECODED_PIXELS = 36_000 * 1920 * 1080
 
 # Demuxers of single images: FFmpeg's image2 family ("png_pipe", "jpeg_pipe", ...).
 _IMAGE_DEMUXERS = ("image2", "image2pipe")
@@ -243,17 +251,27 @@ def _refuse_huge_frames(width: int, height: int, path: Path, verb: str) -> None:
         )
 
 
-def _estimate_frame_count(path: Path) -> int:
-    """Frame count from the container header, else by counting packets (no decoding).
+def _estimate_frame_count(path: Path) -> tuple[int, int]:
+    """Frame count from the container header, else by counting packets (no decoding), and the
+    declared pixels of a frame.
 
     Only an estimate: :func:`read_video` checks it against the frames actually decoded.
     """
     with _open_for_reading(path) as (container, stream):
+        pixels = stream.codec_context.width * stream.codec_context.height
         if stream.frames and stream.frames > 0:
-            return int(stream.frames)
+            return int(stream.frames), pixels
         # Demuxing is much cheaper than decoding; one packet carries one video frame for
         # all common codecs.
-        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+        return sum(1 for packet in container.demux(stream) if packet.size > 0), pixels
+
+
+def _refuse_long_decodes(pixels: int, path: Path, what: str) -> None:
+    if pixels > MAX_DECODED_PIXELS:
+        raise VideoError(
+            f"video {path} {what} more than {MAX_DECODED_PIXELS:,} pixels to decode (20 minutes of 1080p); "
+            f"trim or downscale it first, e.g. ffmpeg -i IN -t 30 -vf scale=-2:360 OUT.mp4"
+        )
 
 
 def _decode_selected(path: Path, wanted: set[int], size: int) -> tuple[dict[int, torch.Tensor], int]:
@@ -261,13 +279,16 @@ def _decode_selected(path: Path, wanted: set[int], size: int) -> tuple[dict[int,
 
     Kept frames are resized and cropped immediately so that memory stays
     ``O(len(wanted) * size^2)`` however long or large the video is. Returns the kept frames
-    by index and the number of frames decoded.
+    by index and the number of frames decoded. Stops with a VideoError once more than
+    :data:`MAX_DECODED_PIXELS` were decoded.
     """
     kept: dict[int, torch.Tensor] = {}
-    count = 0
+    count = decoded = 0
     with _open_for_reading(path) as (container, stream):
         for index, frame in enumerate(container.decode(stream)):
             count = index + 1
+            decoded += frame.width * frame.height
+            _refuse_long_decodes(decoded, path, "holds")
             if index in wanted:
                 _refuse_huge_frames(frame.width, frame.height, path, "has")
                 rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
@@ -284,8 +305,9 @@ def read_video(path, frames: int, size: int, *, mean=None, std=None) -> torch.Te
     ``size x size`` square is cropped. Values are in ``[0, 1]``; when ``mean`` and ``std``
     (3 values each) are given the result is normalised as ``(x - mean) / std``.
     Any container PyAV can demux works (mp4, avi, webm, mkv, gif, ...). Still images (png,
-    jpeg, ...) are refused, as are frames larger than :data:`MAX_FRAME_PIXELS`; only the
-    sampled frames are kept, so memory does not grow with the length of the clip.
+    jpeg, ...) are refused, as are frames larger than :data:`MAX_FRAME_PIXELS` and files that
+    would decode more than :data:`MAX_DECODED_PIXELS` in all; only the sampled frames are kept,
+    so memory does not grow with the length of the clip.
     """
     frames = _check_positive_int("frames", frames)
     size = _check_positive_int("size", size)
@@ -299,7 +321,8 @@ def read_video(path, frames: int, size: int, *, mean=None, std=None) -> torch.Te
     if path.stat().st_size == 0:
         raise VideoError(f"video {path} has no frames (the file is empty)")
 
-    estimate = _estimate_frame_count(path)
+    estimate, pixels = _estimate_frame_count(path)
+    _refuse_long_decodes(estimate * pixels, path, f"declares {estimate:,} frames:")
     indices = sample_indices(estimate, frames) if estimate > 0 else []
     kept, actual = _decode_selected(path, set(indices), size)
     if actual == 0:

@@ -569,6 +569,30 @@ def test_gif_declaring_a_huge_canvas_is_refused_before_decoding(tmp_path, monkey
     assert str(path) in str(info.value) and decoded == []
 
 
+def test_a_file_that_would_decode_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    # a GIF of a few kB can hold 100,000 unchanged 8K frames, each decoded in full: bounded by a pixel budget
+    path = gif_declaring(tmp_path, 4000, 4000)  # 4 frames of a 4000^2 canvas: 64 M pixels
+    assert read_video(path, 2, 16).shape == (3, 2, 16, 16)
+    monkeypatch.setattr(V, "MAX_DECODED_PIXELS", 50_000_000)
+    decoded = []
+    monkeypatch.setattr(V, "_decode_selected", lambda *a: decoded.append(a) or ({}, 0))
+    with pytest.raises(VideoError, match="declares 4 frames: more than 50,000,000 pixels to decode") as info:
+        read_video(path, 2, 16)
+    assert str(path) in str(info.value) and "ffmpeg" in str(info.value) and decoded == []
+
+
+def test_decoding_stops_at_the_pixel_budget_even_if_the_frame_count_lies(tmp_path, monkeypatch):
+    path = make_test_video(tmp_path / "clip.mp4", frames=16, size=32)
+    monkeypatch.setattr(V, "_estimate_frame_count", lambda p: (1, 1))  # a header claiming one tiny frame
+    monkeypatch.setattr(V, "MAX_DECODED_PIXELS", 5 * 32 * 32)
+    seen = []
+    real = V._refuse_long_decodes
+    monkeypatch.setattr(V, "_refuse_long_decodes", lambda pixels, *a: seen.append(pixels) or real(pixels, *a))
+    with pytest.raises(VideoError, match="holds more than 5,120 pixels to decode"):
+        read_video(path, 2, 16)
+    assert seen[-1] == 6 * 32 * 32  # stopped at the sixth frame, not after all 16
+
+
 def test_decoder_refuses_frames_above_the_limit_even_if_the_header_lies(tmp_path, monkeypatch):
     path = gif_declaring(tmp_path, 4000, 4000)  # 16 M pixels: below the real limit
     assert read_video(path, 2, 16).shape == (3, 2, 16, 16)
