@@ -178,3 +178,24 @@ def test_preset_heldout_compares_shipped_and_tuned_on_the_same_seeds(tmp_path, c
         test = report["tests"][m]
         assert test["diff"] == pytest.approx(test["tuned_mean"] - test["shipped_mean"])
         assert 0.0 <= test["paired_p"] <= 1.0 and 0.0 <= test["welch_p"] <= 1.0
+
+
+def test_recipe_search_starts_from_toy_demo_and_resumes(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from benchmarks import recipe_search
+
+    point = recipe_search.demo_point()
+    assert point["lambda_first"] == 5.0 and point["r"] == 1e-3 and point["prior_tv"] == 1.0
+    for name, (low, high, _) in recipe_search.SPACE.items():
+        assert low < point[name] < high, name  # toy-demo lies inside the searched box
+    args = ["--seeds", "0", "--steps", "1", "--judges", "toy_judge_2d", "--out", str(tmp_path), "--threads", "1"]
+    assert recipe_search.main(["--trials", "2", *args]) == 0
+    trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
+    assert len(trials) == 2
+    demo = next(t for t in trials if t.get("name") == "toy-demo")
+    assert demo["number"] == 0 and demo["fields"] == pytest.approx(point)
+    assert all(0 <= t["value"] <= 1 and 0 <= t["top1 toy_judge_2d"] <= 1 for t in trials)
+    assert recipe_search.main(["--trials", "3", *args]) == 0  # resumes: one more trial, none repeated
+    trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
+    assert sorted(t["number"] for t in trials) == [0, 1, 2]
+    assert "python -m benchmarks.recipes --recipes demo" in capsys.readouterr().out
