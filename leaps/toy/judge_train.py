@@ -80,7 +80,7 @@ def build_judge(name: str, num_classes: int = 10) -> nn.Module:
 
 def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None = None, batch: int | None = None,
                 lr: float | None = None, seed: int = JUDGE_SEED, weight_decay: float = 0.05,
-                test_clips: int = 1000, val_clips: int = 500, log=print) -> tuple[nn.Module, dict]:
+                test_clips: int = 1000, val_clips: int = 500, log=None) -> tuple[nn.Module, dict]:
     """Train judge ``name`` (recipe :data:`JUDGE_RECIPE`, overridden by the arguments given);
     returns ``(model in eval mode, metadata)``."""
     from leaps.toy.train import evaluate, run_epochs, set_determinism
@@ -100,6 +100,7 @@ def train_judge(name: str, *, epochs: int | None = None, train_clips: int | None
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     steps_per_epoch = math.ceil(train_clips / batch)
     params = sum(p.numel() for p in model.parameters())
+    log = log or partial(print, flush=True)
     log(f"[{name}] {type(model).__name__}: {params:,} parameters, {epochs} epochs x {steps_per_epoch} steps "
         f"of {batch} clips (judge split, seed {seed})")
 

@@ -159,14 +159,22 @@ def recalibrate_batchnorm(model: nn.Module, data: ToyVideos, batch: int = 50) ->
     model.eval()
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)  # a line per epoch minutes apart: seen at once also when stdout is a file
+
+
 def run_epochs(model: nn.Module, train: ToyVideos, val: ToyVideos, optimiser, *, name: str, epochs: int, batch: int,
-               lr: float, order_gen: torch.Generator, prepare, loss_fn, log=print) -> None:
+               lr: float, order_gen: torch.Generator, prepare, loss_fn, log=_log) -> None:
     """The training loop shared by the toy networks and the judges: ``epochs`` shuffled passes over
     ``train``, each batch through ``prepare(videos, labels)`` (augmentation), AdamW with linear warm-up
     and cosine decay, a line per epoch with the validation top-1."""
+    from tqdm.auto import tqdm
+
     steps_per_epoch = math.ceil(len(train) / batch)
     total = epochs * steps_per_epoch
     start, step = time.perf_counter(), 0
+    # on a terminal only (disable=None): an epoch of adversarial training is minutes without a line
+    bar = tqdm(total=total, desc=name, unit="step", disable=None, leave=False)
     for epoch in range(epochs):
         model.train()
         seen = correct = loss_sum = 0
@@ -183,15 +191,18 @@ def run_epochs(model: nn.Module, train: ToyVideos, val: ToyVideos, optimiser, *,
             seen += len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             loss_sum += float(loss.detach()) * len(labels)
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", refresh=False)
         log(f"[{name}] epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.3f}, "
             f"train top-1 {correct / seen:.3f}, val top-1 {evaluate(model, val):.3f} "
             f"({time.perf_counter() - start:.0f} s)")
+    bar.close()
 
 
 def train_net(name: str, *, epochs: int = 3, train_clips: int = 8000, batch: int = 32,
               lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, bn_clips: int = 2000,
               test_clips: int = 1000, val_clips: int = 500, adv_eps: float = 0.0, adv_steps: int = 1,
-              adv_warmup: float = 0.0, init=None, device="cpu", log=print) -> tuple[nn.Module, dict]:
+              adv_warmup: float = 0.0, init=None, device="cpu", log=_log) -> tuple[nn.Module, dict]:
     """Train toy network ``name``; returns ``(model in eval mode, on the CPU, metadata)``.
 
     ``adv_eps`` > 0: adversarial training (see :func:`fgsm_perturb`), radius in pixel units;
