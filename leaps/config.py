@@ -113,6 +113,8 @@ class InversionConfig:
     # optional image prior, NOT part of eq. (4): 0 keeps the paper's objective
     prior_tv: float = option(0.0, "add W * total variation of x* (leaps.losses.total_variation) to the LEAPS loss; "
                              "not in the paper", OBJECTIVE, default_text="0: off")
+    prior_tv_time: float = option(1.0, "weight of the TV prior's differences along T, relative to H and W "
+                                  "(0: smooth in space only, motion costs nothing)", OBJECTIVE)
     extra_models: tuple[str, ...] = option((), "registered models (pretrained weights) whose CE on x* is added, "
                                            "averaged, times --extra-weight: an ensemble; not in the paper",
                                            OBJECTIVE, metavar="NAME", default_text="none")
@@ -190,6 +192,9 @@ class InversionConfig:
             raise LeapsError("lr must be positive")
         if not is_real(self.prior_tv) or self.prior_tv < 0:
             raise LeapsError(f"prior_tv must be a finite number >= 0 (0: off), got {self.prior_tv!r}")
+        if not is_real(self.prior_tv_time) or self.prior_tv_time < 0:
+            raise LeapsError(f"prior_tv_time must be a finite number >= 0 (1: T as H and W), "
+                             f"got {self.prior_tv_time!r}")
         if self.prior_tv and self.objective != "leaps":
             raise LeapsError(f"prior_tv adds to the LEAPS objective; objective {self.objective!r} does not use it "
                              "(the deepdream baseline has its own tv_weight)")

@@ -325,12 +325,13 @@ def _bn_statistics_loss_reference(acts, running_means, running_vars) -> torch.Te
 # Baseline terms (Section 4.2)
 # --------------------------------------------------------------------------------------------
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels along T, H and W of B x C x T x H x W."""
+def total_variation(x: torch.Tensor, time_weight: float = 1.0) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels along T, H and W of B x C x T x H x W, the
+    T term times ``time_weight`` (0: smooth in space only, so that motion costs nothing)."""
     if x.dim() != 5:
         raise ShapeError(f"total_variation expects B x C x T x H x W, got {tuple(x.shape)}")
     tv = x.new_zeros(())
-    for dim in (2, 3, 4):
-        if x.shape[dim] > 1:
-            tv = tv + x.diff(dim=dim).abs().mean()
+    for dim, weight in ((2, time_weight), (3, 1.0), (4, 1.0)):
+        if x.shape[dim] > 1 and weight:
+            tv = tv + weight * x.diff(dim=dim).abs().mean()
     return tv

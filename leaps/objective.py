@@ -256,13 +256,14 @@ class EnsembleCrossEntropy(Term):
 
 
 class TotalVariation(Term):
-    """TV(x*): mean absolute difference of neighbouring pixels along T, H and W."""
+    """TV(x*): mean absolute difference of neighbouring pixels along T (times ``time_weight``), H and W."""
 
-    def __init__(self, name: str = TV):
+    def __init__(self, name: str = TV, time_weight: float = 1.0):
         self.name = name  # "tv" in DeepDream, "prior_tv" as LEAPS's optional prior
+        self.time_weight = time_weight
 
     def __call__(self, fwd: Forward) -> Tensor:
-        return losses.total_variation(fwd.x)
+        return losses.total_variation(fwd.x, self.time_weight)
 
 
 class InputL2(Term):
@@ -334,7 +335,8 @@ class LeapsObjective(Objective):
     r:              the regulariser scale of R_coh and R_feat.
     verifier:       the BatchNorm network of R_feat; None drops R_feat.
     use_*:          Table 3 ablations: each drops exactly its term.
-    prior_tv:       > 0 adds prior_tv TV(x*), a smoothness prior that is NOT part of eq. (4).
+    prior_tv:       > 0 adds prior_tv TV(x*), a smoothness prior that is NOT part of eq. (4);
+                    ``prior_tv_time`` weighs its differences along T (0: space only).
     extras:         networks whose mean CE is added times ``extra_weight`` (NOT part of eq. (4)).
     """
 
@@ -342,8 +344,8 @@ class LeapsObjective(Objective):
                  layer_weights: Sequence[float] = (), r: float, verifier: Network | None = None,
                  distance: str = "jvs", margin: float = 1.0, token_grid: tuple[int, int] | None = None,
                  backend: str = "auto", use_ce: bool = True, use_priming: bool = True, use_coherence: bool = True,
-                 use_feat: bool = True, prior_tv: float = 0.0, extras: Sequence[Network] = (),
-                 extra_weight: float = 1.0):
+                 use_feat: bool = True, prior_tv: float = 0.0, prior_tv_time: float = 1.0,
+                 extras: Sequence[Network] = (), extra_weight: float = 1.0):
         ce = CrossEntropy(targets) if use_ce else NO_TERMS
         prim = Priming(stimulus_means, layer_weights, distance, backend) if use_priming else NO_TERMS
         coh = TemporalCoherence(margin, token_grid, model.spec, backend) if use_coherence else NO_TERMS
@@ -351,7 +353,7 @@ class LeapsObjective(Objective):
 
         terms = ce + prim + r * (coh + feat)  # eq. (4)
         if prior_tv > 0:
-            terms = terms + prior_tv * TotalVariation(PRIOR_TV)
+            terms = terms + prior_tv * TotalVariation(PRIOR_TV, prior_tv_time)
         if extras:
             terms = terms + extra_weight * EnsembleCrossEntropy(model, extras, targets)
 
@@ -370,7 +372,8 @@ class LeapsObjective(Objective):
         return cls(model, targets, stimulus_means=stimulus_means, layer_weights=layer_weights, r=r,
                    verifier=verifier, distance=cfg.distance, margin=cfg.margin, token_grid=cfg.token_grid,
                    backend=cfg.backend, use_ce=cfg.use_ce, use_priming=cfg.use_priming,
-                   use_coherence=cfg.use_coherence, use_feat=cfg.use_feat, prior_tv=cfg.prior_tv, extras=extras,
+                   use_coherence=cfg.use_coherence, use_feat=cfg.use_feat, prior_tv=cfg.prior_tv,
+                   prior_tv_time=cfg.prior_tv_time, extras=extras,
                    extra_weight=cfg.extra_weight)
 
 

@@ -90,8 +90,11 @@ def test_every_flag_reaches_the_config():
                if getattr(expected, f.name) != getattr(InversionConfig(), f.name)}
     # the test sets every flag (prior_tv and the extra models below: they add to the LEAPS objective only;
     # --preset FILE: in test_preset_file_through_every_entry_point)
-    assert changed | {"prior_tv", "extra_models", "extra_weight", "preset"} == {f.name for f, _ in cli.config_options()}
+    assert changed | {"prior_tv", "prior_tv_time", "extra_models", "extra_weight", "preset"} == {
+        f.name for f, _ in cli.config_options()}
     assert cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--prior-tv", "0.5"])).prior_tv == 0.5
+    assert cli._config_from_args(cli.build_parser().parse_args(
+        REQUIRED + ["--prior-tv", "0.5", "--prior-tv-time", "0"])).prior_tv_time == 0.0
     extra = cli._config_from_args(cli.build_parser().parse_args(
         REQUIRED + ["--extra-models", "toy_x3d", "--extra-weight", "0.5"]))
     assert extra.extra_models == ("toy_x3d",) and extra.extra_weight == 0.5

@@ -227,17 +227,18 @@ def test_prepare_and_step_matches_invert(tiny_net, tiny_verifier):
 # the optional TV prior (prior_tv), off by default: not part of eq. (4)
 # --------------------------------------------------------------------------------------------
 
-def _plain_tv(x):
-    """mean |x[t+1] - x[t]| + mean |x[h+1] - x[h]| + mean |x[w+1] - x[w]| of B x C x T x H x W."""
-    return sum((x.narrow(d, 1, x.shape[d] - 1) - x.narrow(d, 0, x.shape[d] - 1)).abs().mean() for d in (2, 3, 4))
+def _plain_tv(x, time_weight=1.0):
+    """time_weight mean |x[t+1] - x[t]| + mean |x[h+1] - x[h]| + mean |x[w+1] - x[w]| of B x C x T x H x W."""
+    return sum(w * (x.narrow(d, 1, x.shape[d] - 1) - x.narrow(d, 0, x.shape[d] - 1)).abs().mean()
+               for d, w in ((2, time_weight), (3, 1.0), (4, 1.0)))
 
 
-def _plain_tv_grad(x):
+def _plain_tv_grad(x, time_weight=1.0):
     """The subgradient of :func:`_plain_tv`, by hand: each difference pushes its two ends apart."""
     g = torch.zeros_like(x)
-    for d in (2, 3, 4):
+    for d, w in ((2, time_weight), (3, 1.0), (4, 1.0)):
         n = x.shape[d]
-        s = torch.sign(x.narrow(d, 1, n - 1) - x.narrow(d, 0, n - 1)) / _count(x, d)
+        s = w * torch.sign(x.narrow(d, 1, n - 1) - x.narrow(d, 0, n - 1)) / _count(x, d)
         g.narrow(d, 1, n - 1).add_(s)
         g.narrow(d, 0, n - 1).sub_(s)
     return g
@@ -251,21 +252,23 @@ def test_prior_tv_is_off_by_default():
     assert leaps.InversionConfig().prior_tv == 0.0
 
 
-def test_prior_tv_value_and_gradient(tiny_net, tiny_verifier):
+@pytest.mark.parametrize("time_weight", [1.0, 0.0, 0.3])
+def test_prior_tv_value_and_gradient(tiny_net, tiny_verifier, time_weight):
+    # prior_tv_time weighs the differences along T: 1 (default) as H and W, 0 space only
     from leaps.inversion import prepare
 
     weight = 0.7
     inv = prepare(tiny_net, [0, 1], stimulus(), tiny_verifier, leaps.InversionConfig(
-        prior_tv=weight, jitter=0, flip=False, **FAST))
+        prior_tv=weight, prior_tv_time=time_weight, jitter=0, flip=False, **FAST))
     assert inv.term_names[-1] == "prior_tv"
     full = torch.arange(16)
     with inv:
         values = inv._loss_terms(inv.x, full, full)
         prior = values[1 + inv.term_names.index("prior_tv")]
         x = inv.x.detach()
-        assert prior.item() == pytest.approx(weight * _plain_tv(x).item(), rel=1e-5)
+        assert prior.item() == pytest.approx(weight * _plain_tv(x, time_weight).item(), rel=1e-5)
         grad, = torch.autograd.grad(prior, inv.x)
-    torch.testing.assert_close(grad, weight * _plain_tv_grad(x))
+    torch.testing.assert_close(grad, weight * _plain_tv_grad(x, time_weight))
 
 
 def test_prior_tv_adds_to_the_loss(tiny_net, tiny_verifier):
@@ -280,6 +283,12 @@ def test_prior_tv_adds_to_the_loss(tiny_net, tiny_verifier):
 def test_prior_tv_bad_values(tiny_net, bad):
     with pytest.raises(LeapsError, match="prior_tv"):
         leaps.invert(tiny_net, 0, stimulus(), prior_tv=bad, **FAST)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True, "0"])
+def test_prior_tv_time_bad_values(tiny_net, bad):
+    with pytest.raises(LeapsError, match="prior_tv_time"):
+        leaps.invert(tiny_net, 0, stimulus(), prior_tv=0.1, prior_tv_time=bad, **FAST)
 
 
 def test_prior_tv_only_for_leaps(tiny_net):
