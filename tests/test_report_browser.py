@@ -202,13 +202,25 @@ def pages(tmp_path_factory):
     inversion = tmp_path_factory.mktemp("inversion")
     names = ["square moving up", "square moving down", "square blinking", "square growing", "ring moving up",
              "ring moving down", XSS, "ring shrinking", "bar rotating", "bar blinking"]
-    toy_inversion(inversion, class_names=names)
+    result = toy_inversion(inversion, class_names=names)
+    add_judges(inversion, result)
     bench = tmp_path_factory.mktemp("bench")
     for name in ("table4_run3.json", "kernels_run3.json"):
         shutil.copy(RESULTS / name, bench / name)
     sweep = tmp_path_factory.mktemp("sweep")
     make_sweep(sweep, inversion / "leaps_0.gif", n=60)
     return {"inversion": inversion, "benchmarks": bench, "sweep": sweep}
+
+
+def add_judges(folder, result):
+    """What leaps demo records: the judges' scores with their per-video top-5, one judge with a hostile name."""
+    from leaps.toy.judging import judge_scores
+
+    run = json.loads((folder / "leaps_run.json").read_text())
+    run["judges"] = judge_scores(result.video, result.targets, top5=True)
+    run["judges"][XSS] = run["judges"]["toy_judge_2d"]
+    run["judges_on_stimuli"] = {name: {"top1": 1.0, "p_target": 0.95} for name in run["judges"]}
+    (folder / "leaps_run.json").write_text(json.dumps(run))
 
 
 def render(browser, directory, kind):
@@ -244,6 +256,7 @@ def test_inversion_page_in_chromium(browser, pages):
     text = browser.evaluate("document.body.innerText")
     assert f"1: {XSS}" in text  # the hostile target name is on the screen, as text
     assert "top-5 of the verifier" in text
+    assert "top-5 of the judge toy_judge_attn" in text and f"top-1 of the judge {XSS}" in text  # as text
     assert_clean(browser)
 
 
