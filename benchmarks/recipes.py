@@ -193,7 +193,11 @@ def main(argv=None) -> int:
                    help="also write each run's videos (fp16, targets, fields) to DIR/<recipe>_seed<S>_steps<N>.pt")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:FILE",
                    help="register a toy checkpoint FILE as model NAME built like BASE (repeatable)")
+    p.add_argument("--against", type=Path, default=None, metavar="FILE",
+                   help="pair every recipe against the first recipe's rows of an earlier --json FILE "
+                        "instead of against this run's first recipe (not run again)")
     args = p.parse_args(argv)
+    base_rows = load_base_rows(args.against, args.judges) if args.against else []
     recipes = [parse_recipe(r) for r in args.recipes]
     if args.fast:
         recipes = [(name, {**fields, "fast": True}) for name, fields in recipes]
@@ -231,9 +235,52 @@ def main(argv=None) -> int:
             cells = [_mean_std([r[c] for r in mine]) for c in cols]
             print(f"| {name} | {steps} | " + " | ".join(cells)
                   + f" | {statistics.fmean(r['seconds'] for r in mine):.0f} |")
-    if len(recipes) > 1:
+    print("\n" + "\n".join(miss_lines(rows, args.judges)))
+    if base_rows:
+        print("\n" + "\n".join(paired_lines(base_rows + rows, base_rows[0]["recipe"], args.judges)))
+    elif len(recipes) > 1:
         print("\n" + "\n".join(paired_lines(rows, recipes[0][0], args.judges)))
     return 0
+
+
+def load_base_rows(path: Path, judges: list[str]) -> list[dict]:
+    """The rows of the first recipe in an earlier ``--json`` file, to pair new recipes against."""
+    try:
+        saved = json.loads(path.read_text())
+        rows = saved["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--against {path}: not a file written by --json ({e})") from None
+    if not rows:
+        raise SystemExit(f"--against {path}: holds no rows")
+    missing = [j for j in judges if f"hit {j}" not in rows[0].get("videos", {})]
+    if missing:
+        raise SystemExit(f"--against {path}: its videos were not scored by {', '.join(missing)}")
+    base = rows[0]["recipe"]
+    return [dict(r, recipe=f"{base} [{path.name}]") for r in rows if r["recipe"] == base]
+
+
+def miss_lines(rows: list[dict], judges: list[str]) -> list[str]:
+    """Per recipe and judge, the videos it did not recognise: target class, the seeds, what it saw."""
+    from leaps.toy.data import TOY_CLASSES
+
+    out = ["misses (target: seed -> the judge's top-1):"]
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        for j in judges:
+            missed: dict[str, list[str]] = {}
+            for r in (r for r in rows if r["recipe"] == name):
+                hits = r["videos"][f"hit {j}"]
+                seen = r["videos"].get(f"class {j}", [-1] * len(hits))  # rows of older runs lack them
+                for i, (hit, target) in enumerate(zip(hits, r.get("targets", [-1] * len(hits)))):
+                    if not hit:
+                        missed.setdefault(_class_name(target, TOY_CLASSES), []).append(
+                            f"{r['seed']}@{r['steps']} -> {_class_name(seen[i], TOY_CLASSES)}")
+            cells = "; ".join(f"{t}: {', '.join(v)}" for t, v in sorted(missed.items())) or "none"
+            out.append(f"  {name}, {j}: {cells}")
+    return out
+
+
+def _class_name(index: int, names: list[str]) -> str:
+    return names[index] if 0 <= index < len(names) else "?"
 
 
 def paired_lines(rows: list[dict], base: str, judges: list[str]) -> list[str]:

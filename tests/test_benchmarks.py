@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from benchmarks import demo_precision, environment, quality
+from leaps.toy.data import TOY_CLASSES
 
 
 def test_environment_block(tmp_path):
@@ -125,6 +126,21 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
     assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
     # every recipe against the first, video by video
     assert "paired against 'paper'" in table and "aug_time_shift=1 @ 2 steps, 1 seeds: toy_judge_2d: top-1" in table
+    # every miss named by target class, seed and what the judge saw instead
+    for r in rows:
+        for hit, target, seen in zip(r["videos"]["hit toy_judge_2d"], r["targets"], r["videos"]["class toy_judge_2d"]):
+            if not hit:
+                miss = f"{r['seed']}@{r['steps']} -> {TOY_CLASSES[seen]}"
+                assert f"{TOY_CLASSES[target]}: " in table and miss in table
+    # a later run paired against the saved rows of the first recipe, without running it again
+    assert recipes.main(["--recipes", "aug_time_shift=1", "--seeds", "0", "--steps", "2",
+                         "--judges", "toy_judge_2d", "toy_x3d", "--against", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert "| paper |" not in again and "paired against 'paper [recipes.json]'" in again
+    assert "aug_time_shift=1 @ 2 steps, 1 seeds: toy_judge_2d: top-1 " in again
+    with pytest.raises(SystemExit, match="not scored by toy_judge_attn"):
+        recipes.main(["--recipes", "demo", "--seeds", "0", "--steps", "1", "--judges", "toy_judge_attn",
+                      "--against", str(out)])
     # the stimuli are made once per script run and reused: no run may change them
     from leaps.demo import demo_batch
 
