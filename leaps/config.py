@@ -83,8 +83,10 @@ class InversionConfig:
     flip: bool = option(True, "no random horizontal flips of x*", OPTIMISATION)
     clip: bool = option(True, "do not clip x* to the valid [0, 1] pixel range after each step", OPTIMISATION)
     # feature-visualisation recipes (Olah et al. 2017), each off by default: NOT part of the paper's setup
-    param: str = option("pixel", "what Adam updates: x* itself (pixel), or a 1/f-scaled 3D spectrum of decorrelated "
-                        "colours squashed by a sigmoid (fourier; lucid's fft_image for video)", OPTIMISATION,
+    param: str = option("pixel", "what Adam updates: x* itself (pixel), a 1/f-scaled 3D spectrum of decorrelated "
+                        "colours squashed by a sigmoid (fourier; lucid's fft_image for video), or one image per "
+                        "video moved by a rotation, scale and shift per frame plus a small residual (rigid)",
+                        OPTIMISATION,
                         choices=PARAMS)
     aug_scale: tuple[float, float] | None = option(None, "random rescale of x* by a factor in [LO, HI] each step",
                                                    OPTIMISATION, metavar=("LO", "HI"), default_text="off")
@@ -208,6 +210,8 @@ class InversionConfig:
         check_choice(self.param, PARAMS, "parameterisation")
         augment.check(self)
         check_coarse_to_fine(self.coarse_to_fine, self.steps, self.size)
+        if self.param == "rigid" and self.coarse_to_fine > 1:
+            raise LeapsError("param='rigid' does not run coarse to fine: set coarse_to_fine=1")
         if isinstance(self.extra_models, str) or not all(isinstance(m, str) and m for m in self.extra_models):
             raise LeapsError(f"extra_models must be a sequence of registered model names, got {self.extra_models!r}")
         w = self.extra_weight

@@ -22,7 +22,7 @@ AMP_MODES = (None, "fp32", "bf16", "fp16")
 #: Learning-rate schedules of the Adam loop.
 LR_SCHEDULES = ("cosine", "constant")
 #: How x* is parameterised (leaps.parameterization).
-PARAMS = ("pixel", "fourier")
+PARAMS = ("pixel", "fourier", "rigid")
 
 #: eps of JVS(a, b) = a.b / (|a|^2 + |b|^2 - a.b + eps); also the norm clamp of the cosine distance.
 JVS_EPS = 1e-8

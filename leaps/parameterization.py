@@ -9,7 +9,14 @@
   frequency give an image whose power falls like that of natural images, so high-frequency
   noise, which the networks barely resist, is not what the optimiser finds first.
 
-Both may run coarse to fine (``coarse_to_fine=n``): the video is first optimised at reduced
+* ``"rigid"`` (a layered, sprite-like video): one image per video, moved in every frame by a
+  similarity transform of its own (rotation, scale, translation), plus a small per-frame residual.
+  Motion then comes first from moving one picture, so an object stays in one piece from frame to
+  frame, and the residual is left for what a rigid motion cannot do (blinking, a static
+  background under a moving object). Adam updates all three through one flat tensor; each part is
+  scaled so that lr 0.2 moves a frame by a few degrees or pixels per step.
+
+Pixel and Fourier x* may run coarse to fine (``coarse_to_fine=n``): the video is first optimised at reduced
 resolution (H, W and T halved per earlier stage) and refined in later stages. A pixel x* is
 optimised at low resolution and upsampled (trilinear) into the networks' geometry; at a stage
 change the parameters are upsampled and Adam starts afresh. A spectrum keeps its full size and
@@ -153,11 +160,64 @@ class FourierParam:
         return False
 
 
+#: Per unit of the flat parameter: radians of rotation, log-scale, translation (fractions of the
+#: half-width, affine_grid's units) and residual (normalised space). Adam moves each by about lr x this.
+RIGID_MOTION_SCALE = 0.05
+RIGID_RESIDUAL_SCALE = 0.1
+
+
+class RigidParam:
+    """x*_t = warp(A, rotation, scale, shift of frame t) + residual_t, all from one flat leaf."""
+
+    def __init__(self, image: torch.Tensor, frames: int, low: torch.Tensor, high: torch.Tensor, clip: bool):
+        b, c, h, w = image.shape
+        self.shape = (b, c, frames, h, w)
+        self.low, self.high, self.clip = low, high, clip
+        self._sizes = (c * h * w, frames * 4, c * frames * h * w)  # image, motion, residual
+        self.leaf = torch.cat([image.reshape(b, -1), image.new_zeros(b, sum(self._sizes[1:]))], dim=1)
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.leaf]
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image B x C x H x W, motion B x T x 4: angle, log-scale, dx, dy; residual B x C x T x H x W)."""
+        b, c, t, h, w = self.shape
+        image, motion, residual = torch.split(self.leaf, self._sizes, dim=1)
+        return (image.view(b, c, h, w), motion.view(b, t, 4) * RIGID_MOTION_SCALE,
+                residual.view(b, c, t, h, w) * RIGID_RESIDUAL_SCALE)
+
+    def video(self) -> torch.Tensor:
+        b, c, t, h, w = self.shape
+        image, motion, residual = self.parts()
+        angle, log_scale, dx, dy = motion.unbind(-1)  # B x T each
+        zoom = torch.exp(-log_scale)  # sampling grid shrinks as the picture grows
+        cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+        theta = torch.stack([torch.stack([cos, -sin, -dx], -1), torch.stack([sin, cos, -dy], -1)], -2)
+        grid = F.affine_grid(theta.reshape(b * t, 2, 3), [b * t, c, h, w], align_corners=False)
+        frames = image.unsqueeze(1).expand(b, t, c, h, w).reshape(b * t, c, h, w)
+        warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        x = warped.view(b, t, c, h, w).transpose(1, 2) + residual
+        if self.clip:  # the leaf is no video to clip: clamp what the networks see instead
+            x = torch.maximum(torch.minimum(x, self.high), self.low)
+        return x
+
+    def project(self) -> None:
+        """Nothing to clip in place: :meth:`video` clamps."""
+
+    def next_stage(self) -> bool:
+        raise LeapsError("param='rigid' does not run coarse to fine")
+
+
 def build(cfg, mean: torch.Tensor, std: torch.Tensor, batch: int, generator: torch.Generator, device):
     """The parameterisation ``cfg.param`` names, initialised from ``generator`` (the run's seed)."""
     if cfg.param == "pixel":
         x = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size, generator=generator) * cfg.init_scale
         low, high = (0 - mean) / std, (1 - mean) / std
         return PixelParam(x.to(device), low, high, cfg.clip, cfg.coarse_to_fine)
+    if cfg.param == "rigid":
+        image = torch.randn(batch, 3, cfg.size, cfg.size, generator=generator) * cfg.init_scale
+        low, high = (0 - mean) / std, (1 - mean) / std
+        return RigidParam(image.to(device), cfg.frames, low, high, cfg.clip)
     return FourierParam(batch, cfg.frames, cfg.size, mean, std, generator, cfg.init_scale, device,
                         stages=cfg.coarse_to_fine)

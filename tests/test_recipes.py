@@ -21,6 +21,7 @@ DEFAULTS = dict(param="pixel", aug_scale=None, aug_rotate=0.0, aug_time_shift=0,
 #: Each recipe switched on.
 ON = {
     "fourier": dict(param="fourier"),
+    "rigid": dict(param="rigid"),
     "aug_scale": dict(aug_scale=(0.8, 1.2)),
     "aug_rotate": dict(aug_rotate=15.0),
     "aug_time_shift": dict(aug_time_shift=1),
@@ -129,6 +130,7 @@ def test_recipe_changes_the_result_validly_and_reproducibly(name, tiny_net, tiny
     (dict(coarse_to_fine=True), "coarse_to_fine"),
     (dict(coarse_to_fine=4, steps=3), "coarse_to_fine"),
     (dict(coarse_to_fine=5, size=16), "coarse_to_fine"),
+    (dict(param="rigid", coarse_to_fine=2), "coarse to fine"),
     (dict(extra_models="toy_r3d"), "extra_models"),
     (dict(extra_weight=-1.0), "extra_weight"),
     (dict(extra_models=("toy_r3d",), objective="am"), "extra_models"),
@@ -163,6 +165,48 @@ def test_fourier_starts_grey_and_weights_low_frequencies():
     assert scale[0, 0, 0] == scale.max() and scale[0, 0, 1] > scale[0, 0, 4] > scale[0, 0, 8]
     colors = parameterization.color_correlation()
     assert torch.isclose(colors.norm(dim=0).max(), torch.tensor(1.0))
+
+
+def rigid(image, frames=4, clip=False):
+    low, high = torch.full((1, 3, 1, 1, 1), -9.0), torch.full((1, 3, 1, 1, 1), 9.0)
+    return parameterization.RigidParam(image, frames, low, high, clip)
+
+
+def test_rigid_starts_as_the_image_in_every_frame():
+    image = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    video = rigid(image).video()
+    assert video.shape == (2, 3, 4, 16, 16)
+    assert torch.allclose(video, image[:, :, None].expand_as(video), atol=1e-5)
+
+
+def test_rigid_motion_rotates_and_shifts_the_image_and_the_residual_adds():
+    image = torch.zeros(1, 3, 16, 16)
+    image[:, :, 2:4, 6:10] = 1.0  # a bar near the top, on a side of 16 (even: rot90 maps pixels onto pixels)
+    p = rigid(image, frames=3)
+    _, motion, _ = p.parts()
+    angle, shift = math.pi / 2, 0.25  # a quarter turn in frame 1; 1/8 of the width (2 px) to the right in frame 2
+    with torch.no_grad():
+        p.leaf[0, 3 * 256 + 4 * 1] = angle / parameterization.RIGID_MOTION_SCALE
+        p.leaf[0, 3 * 256 + 4 * 2 + 2] = shift / parameterization.RIGID_MOTION_SCALE
+        p.leaf[0, 3 * 256 + 12:] = 0.5 / parameterization.RIGID_RESIDUAL_SCALE  # +0.5 everywhere
+    video = p.video() - 0.5
+    assert torch.allclose(video[:, :, 0], image, atol=1e-5)
+    turned = video[:, :, 1]
+    assert any(torch.allclose(turned, torch.rot90(image, k, dims=(2, 3)), atol=1e-4) for k in (1, -1))
+    assert torch.allclose(video[:, :, 2, :, 2:], image[..., :-2], atol=1e-4)
+
+
+def test_rigid_optimises_image_motion_and_residual_in_range(toy_nets):
+    inv = prepare(toy_nets[0], [1, 2], stimulus(), toy_nets[1], **TINY, param="rigid")
+    (leaf,) = inv.optimiser.param_groups[0]["params"]
+    assert leaf is inv.param.leaf and leaf.shape == (2, 3 * 16 * 16 + 4 * 4 + 3 * 4 * 16 * 16)
+    with inv:
+        inv.step()
+        inv.step()
+    image, motion, residual = inv.param.parts()
+    assert motion.abs().sum() > 0 and residual.abs().sum() > 0
+    video = inv.pixels()
+    assert video.shape == (2, 3, 4, 16, 16) and 0 <= video.min() and video.max() <= 1
 
 
 def test_coarse_to_fine_grows_x_star_stage_by_stage(toy_nets):
@@ -310,7 +354,7 @@ def test_help_lists_the_recipes(capsys):
     with pytest.raises(SystemExit):
         cli.main(["invert", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--param {pixel,fourier}", "--aug-scale LO HI", "--aug-rotate DEG", "--aug-time-shift K",
+    for flag in ("--param {pixel,fourier,rigid}", "--aug-scale LO HI", "--aug-rotate DEG", "--aug-time-shift K",
                  "--coarse-to-fine N", "--extra-models NAME [NAME ...]", "--extra-weight"):
         assert flag in text
 
