@@ -29,8 +29,8 @@ an ensemble with a robust toy X3D lowered them. Later, paired video by video on 
 (``prior_tv_time=0``) and the best of a 32-trial TPE search over seven of these weights
 (``benchmarks.recipe_search``) were level with this preset; a robust R(2+1)D inverted instead was
 far below. Dropping R_coh or R_feat (or both) was level too; priming 40 % of the layers, a
-temporal shift, a 4x temporal TV weight and ``param="rigid"`` were worse
-(benchmarks/results/recipe_ablations.json).
+temporal shift, a 4x temporal TV weight and ``param="rigid"`` were worse, and the robust R3D
+trained two more epochs at 32/255 was level (benchmarks/results/recipe_ablations.json).
 """
 
 from __future__ import annotations
