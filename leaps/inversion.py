@@ -192,13 +192,9 @@ class InversionResult:
         probs = self.model_probs if which == "model" else self.verifier_probs
         if probs is None:
             return None
-        names = self.class_names(which)
-        values, indices = probs.float().topk(min(5, probs.shape[-1]), dim=-1)
-        return [
-            [{"index": int(i), "name": names[int(i)] if names and int(i) < len(names) else None, "prob": float(p)}
-             for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(values, indices)
-        ]
+        from .metrics import top_k_predictions
+
+        return top_k_predictions(probs, self.class_names(which))
 
     def target_names(self) -> list[str | None]:
         names = self.class_names("model")

@@ -1,6 +1,7 @@
 """Evaluation metrics for inverted videos (plain torch).
 
 * :func:`top1` - accuracy of a classifier on the synthesised videos.
+* :func:`top_k_predictions` - per video, the k most probable classes with their names.
 * :func:`inception_score` - IS of Salimans et al. (2016) from class probabilities.
 * :func:`ssim` / :func:`psnr` - image similarity (Wang et al. 2004) and peak signal-to-noise.
 * :func:`frame_ssim` / :func:`frame_psnr` - the same between consecutive frames, a measure of
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from leaps.errors import ShapeError
 
-__all__ = ["top1", "inception_score", "ssim", "psnr", "frame_ssim", "frame_psnr", "classify"]
+__all__ = ["top1", "top_k_predictions", "inception_score", "ssim", "psnr", "frame_ssim", "frame_psnr", "classify"]
 
 _EPS = 1e-12
 
@@ -43,6 +44,15 @@ def top1(logits, targets) -> float:
         raise ShapeError(f"top1 targets must be integer class indices, got dtype {targets.dtype}")
     predicted = logits.argmax(dim=1).cpu()
     return (predicted == targets.cpu().long()).double().mean().item()
+
+
+def top_k_predictions(probs: torch.Tensor, names=None, k: int = 5) -> list[list[dict]]:
+    """Per row of ``probs`` (N x K), its ``k`` most probable classes, most probable first, as
+    ``{"index", "name", "prob"}`` (``name`` None where ``names`` does not cover the index)."""
+    values, indices = probs.float().topk(min(k, probs.shape[-1]), dim=-1)
+    return [[{"index": int(i), "name": names[int(i)] if names and int(i) < len(names) else None, "prob": float(p)}
+             for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)]
 
 
 def inception_score(probs, splits: int = 1) -> tuple[float, float]:

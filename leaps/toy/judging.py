@@ -66,6 +66,8 @@ def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[
     ``top5=True`` adds, per video, the judge's five most probable classes as ``top5``: a list of
     ``{"index", "name", "prob"}`` per video (the report shows them beside the networks' top-5).
     """
+    from leaps.metrics import top_k_predictions
+
     from .data import TOY_CLASSES
 
     _check_videos(videos)
@@ -76,10 +78,7 @@ def judge_scores(videos: torch.Tensor, targets: Sequence[int], judges: Sequence[
     for name, probs in judge_probs(videos, judges).items():
         scores[name] = scores_from_probs(probs, targets)
         if top5:
-            values, indices = probs.topk(min(5, probs.shape[1]), dim=1)
-            scores[name]["top5"] = [[{"index": int(i), "name": TOY_CLASSES[int(i)], "prob": float(p)}
-                                     for p, i in zip(row_p.tolist(), row_i.tolist())]
-                                    for row_p, row_i in zip(values, indices)]
+            scores[name]["top5"] = top_k_predictions(probs, TOY_CLASSES)
     return scores
 
 
