@@ -211,13 +211,12 @@ class RigidParam:
 
 def build(cfg, mean: torch.Tensor, std: torch.Tensor, batch: int, generator: torch.Generator, device):
     """The parameterisation ``cfg.param`` names, initialised from ``generator`` (the run's seed)."""
+    low, high = (0 - mean) / std, (1 - mean) / std  # the valid pixel range [0, 1], normalised
     if cfg.param == "pixel":
         x = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size, generator=generator) * cfg.init_scale
-        low, high = (0 - mean) / std, (1 - mean) / std
         return PixelParam(x.to(device), low, high, cfg.clip, cfg.coarse_to_fine)
     if cfg.param == "rigid":
         image = torch.randn(batch, 3, cfg.size, cfg.size, generator=generator) * cfg.init_scale
-        low, high = (0 - mean) / std, (1 - mean) / std
         return RigidParam(image.to(device), cfg.frames, low, high, cfg.clip)
     return FourierParam(batch, cfg.frames, cfg.size, mean, std, generator, cfg.init_scale, device,
                         stages=cfg.coarse_to_fine)
