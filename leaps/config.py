@@ -104,6 +104,11 @@ class InversionConfig:
     margin: float = option(1.0, "coherence margin delta of eq. (2)", OBJECTIVE)
     distance: str = option("jvs", "priming distance d of eq. (1), Table 2", OBJECTIVE, choices=DISTANCES)
     priming_fraction: float = option(1.0, "prime the first floor(f L) layers, Table S2", OBJECTIVE)
+    # priming options beyond the paper: off keeps eq. (1)
+    priming_per_frame: bool = option(False, "prime per-frame channel means (x* frame t against the stimulus's "
+                                     "frame t) instead of space-time means; not in the paper", OBJECTIVE)
+    priming_mirror: bool = option(False, "prime each video by the nearer of the stimulus and its mirror image "
+                                  "(x* is flipped at random); not in the paper", OBJECTIVE)
     # Table 3 ablations: each term on or off
     use_ce: bool = option(True, "ablation: drop the ce term", OBJECTIVE, flag="--no-ce")
     use_priming: bool = option(True, "ablation: drop the priming term", OBJECTIVE, flag="--no-priming")
@@ -219,6 +224,12 @@ class InversionConfig:
             raise LeapsError(f"extra_weight must be a finite number >= 0, got {w!r}")
         if self.extra_models and self.objective != "leaps":
             raise LeapsError(f"extra_models add to the LEAPS objective; objective {self.objective!r} does not use them")
+        if self.priming_per_frame and self.aug_time_shift:
+            raise LeapsError("priming_per_frame compares frame t of x* with frame t of the stimulus; "
+                             "aug_time_shift rolls x* in time: use one or the other")
+        if self.priming_per_frame and self.coarse_to_fine > 1:
+            raise LeapsError("priming_per_frame needs x* at its full frame count from the first step: "
+                             "set coarse_to_fine=1")
 
 
 _FIELD_ORDER = tuple(f.name for f in dataclasses.fields(InversionConfig))  # positional arguments map onto these

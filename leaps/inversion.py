@@ -397,9 +397,12 @@ def _stimulus_groups(stimulus, batch: int) -> list[list]:
 # --------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def _stimulus_features(model: Network, groups, cfg, device) -> list[torch.Tensor]:
+def _stimulus_features(model: Network, groups, cfg, device, mirror: bool = False) -> list[torch.Tensor]:
     """Channel means of the primed layers (the first floor(priming_fraction L)) for each target's
-    stimuli (mean over its stimuli): one B x C_l tensor per primed layer."""
+    stimuli (mean over its stimuli): one B x C_l tensor per primed layer. ``cfg.priming_per_frame``:
+    per-frame means, B x C_l T_l; ``mirror``: of the stimuli flipped left-right."""
+    from .losses import channel_means, frames_as_channels
+
     per_target: list[list[torch.Tensor]] = []
     cache: dict[int, list[torch.Tensor]] = {}
     with FeatureTaps(model.module) as taps:
@@ -408,8 +411,13 @@ def _stimulus_features(model: Network, groups, cfg, device) -> list[torch.Tensor
                 names = [f"stimulus {g}" if len(group) == 1 else f"stimulus {g}.{j}" for j in range(len(group))]
                 videos = [_load_stimulus(s, cfg.frames, cfg.size, n) for s, n in zip(group, names)]
                 videos = torch.stack(videos).to(device)
+                if mirror:
+                    videos = videos.flip(-1)
                 model.module(model.fit((videos - model.mean) / model.std))
-                cache[id(group)] = [m.mean(0, keepdim=True) for m in taps.channel_means()]
+                feats, dims = taps.features(), taps.feature_dims()
+                if cfg.priming_per_frame:
+                    feats, dims = [frames_as_channels(z, d) for z, d in zip(feats, dims)], [1] * len(feats)
+                cache[id(group)] = [channel_means(z, d).mean(0, keepdim=True) for z, d in zip(feats, dims)]
             per_target.append(cache[id(group)])
     layers = len(per_target[0])
     count = max(1, math.floor(cfg.priming_fraction * layers))
@@ -466,14 +474,17 @@ def prepare(
     batch = len(targets)
     leaps_objective = cfg.objective == "leaps"
 
-    stimulus_feats = []
+    stimulus_feats, mirror_feats = [], None
     if leaps_objective and cfg.use_priming:
         if stimulus is None:
             raise LeapsError("priming needs a stimulus video of the target class (or use_priming=False)")
-        stimulus_feats = _stimulus_features(net, _stimulus_groups(stimulus, batch), cfg, device)
+        groups = _stimulus_groups(stimulus, batch)
+        stimulus_feats = _stimulus_features(net, groups, cfg, device)
+        if cfg.priming_mirror:
+            mirror_feats = _stimulus_features(net, groups, cfg, device, mirror=True)
 
     extras = _extra_networks(cfg.extra_models, device)
-    objective = build_objective(cfg, net, ver, targets, stimulus_feats, preset, extras)
+    objective = build_objective(cfg, net, ver, targets, stimulus_feats, preset, extras, mirror_feats)
     return Inverter(cfg, net, ver, objective, targets, device)
 
 

@@ -10,7 +10,9 @@ the terms is :mod:`leaps.objective`.
 
 Equation -> function -> backends (paths from the repository root):
 
-* eq. (1) L_prim: :func:`priming_loss_from_activations` (:func:`priming_loss` on channel means).
+* eq. (1) L_prim: :func:`priming_loss_from_activations` (:func:`priming_loss` on channel means);
+  options beyond the paper: per-frame means (:func:`frames_as_channels`) and the nearer of the
+  stimulus and its mirror image (:func:`mirrored_priming_loss`, plain torch on channel means).
   Reference: ``_priming_loss_reference`` in leaps/losses.py. Fused: leaps/fused_terms.py ->
   leaps/ops.py ``channel_stats`` -> kernels/channel_stats.py (Triton) | csrc/channel_stats.cpp +
   csrc/cuda/channel_stats.cu (C++/CUDA extension).
@@ -173,6 +175,60 @@ def priming_loss_from_activations(
 def _priming_loss_reference(acts, stimulus_means, weights, distance: str, channel_dims) -> torch.Tensor:
     """eq. (1) in plain torch: each layer's channel means, then :func:`priming_loss`."""
     return priming_loss([channel_means(a, d) for a, d in zip(acts, channel_dims)], stimulus_means, weights, distance)
+
+
+def frames_as_channels(z: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """A B x C x T x H x W activation (B x T x H x W x C with ``channel_dim`` -1) as B x (C T) x H x W.
+
+    Each (channel, frame) pair becomes a channel, so the :func:`channel_means` of the result are
+    the per-frame channel means (entry c T + t): time-resolved priming compares x* and the
+    stimulus frame by frame instead of over the whole clip. A view for a contiguous channel-first z.
+    """
+    if z.dim() != 5:
+        raise ShapeError(f"time-resolved priming needs 5-D activations (B x C x T x H x W), got {tuple(z.shape)}: "
+                         "a transformer's tokens have no frame axis here")
+    d = channel_dim % 5
+    if d == 4:
+        z = z.permute(0, 4, 1, 2, 3)
+    elif d != 1:
+        raise ShapeError(f"time-resolved priming needs the channel axis at 1 or -1, got {channel_dim}")
+    b, c, t, h, w = z.shape
+    return z.reshape(b, c * t, h, w)
+
+
+def mirrored_priming_loss(
+    feats_x: Sequence[torch.Tensor],
+    feats_v: Sequence[torch.Tensor],
+    feats_mirror: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    distance: str = "jvs",
+) -> torch.Tensor:
+    """eq. (1) with each video primed by the stimulus or by its mirror image, whichever is nearer:
+
+        (1/L) sum_l lambda_l mean_b min(d(mu_l(x*_b), mu_l(v_b)), d(mu_l(x*_b), mu_l(flip_W v_b)))
+
+    x* is flipped at random every step; with per-frame features (:func:`frames_as_channels`) a
+    flipped view of a clockwise turn is an anticlockwise one, so a fixed stimulus would pull the
+    two views of x* to opposite motions. ``feats_mirror[l]`` holds the mirrored stimulus's
+    features, shaped as ``feats_v[l]``. Not in the paper (an option, ``priming_mirror``).
+    """
+    if not (len(feats_x) == len(feats_v) == len(feats_mirror) == len(weights)) or len(feats_x) == 0:
+        raise ShapeError(
+            f"mirrored priming needs as many stimulus, mirror features and weights as layers "
+            f"(got {len(feats_x)} / {len(feats_v)} / {len(feats_mirror)} / {len(weights)}, at least 1)"
+        )
+    total = feats_x[0].new_zeros((), dtype=torch.float32 if feats_x[0].dtype != torch.float64 else torch.float64)
+    for l, (fx, fv, fm, lam) in enumerate(zip(feats_x, feats_v, feats_mirror, weights)):
+        if fx.dim() != 2 or fv.shape != fm.shape or fv.dim() != 2 or fx.shape[1] != fv.shape[1]:
+            raise ShapeError(
+                f"mirrored priming layer {l}: expected B x C features for x*, the stimulus and its mirror, got "
+                f"{tuple(fx.shape)}, {tuple(fv.shape)} and {tuple(fm.shape)}"
+            )
+        fx = fx.to(total.dtype)
+        near = torch.minimum(feature_distance(fx, fv.to(total.dtype), distance),
+                             feature_distance(fx, fm.to(total.dtype), distance))
+        total = total + lam * near.mean()
+    return total / len(feats_x)
 
 
 # --------------------------------------------------------------------------------------------

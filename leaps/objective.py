@@ -156,24 +156,38 @@ class CrossEntropy(Term):
 
 
 class Priming(Term):
-    """L_prim, eq. (1): distances of the first L layers' channel means to the stimulus's."""
+    """L_prim, eq. (1): distances of the first L layers' channel means to the stimulus's.
+
+    Options beyond the paper (InversionConfig ``priming_per_frame`` / ``priming_mirror``):
+    ``per_frame`` compares per-frame channel means (:func:`leaps.losses.frames_as_channels`; the
+    stimulus means must have been taken the same way), and ``mirror_means`` (the mirrored
+    stimulus's) primes each video by the nearer of the stimulus and its mirror image
+    (:func:`leaps.losses.mirrored_priming_loss`).
+    """
 
     name = PRIM
 
     def __init__(self, stimulus_means: Sequence[Tensor], layer_weights: Sequence[float], distance: str = "jvs",
-                 backend: str = "auto"):
+                 backend: str = "auto", *, per_frame: bool = False, mirror_means: Sequence[Tensor] | None = None):
         self.stimulus_means = list(stimulus_means)
         self.layer_weights = list(layer_weights)  # lambda_l; their count is the number L of primed layers
         self.distance = distance
         self.backend = backend
+        self.per_frame = per_frame
+        self.mirror_means = None if mirror_means is None else list(mirror_means)
 
     def __call__(self, fwd: Forward) -> Tensor:
         n = len(self.layer_weights)
         taps = fwd.model_taps
-        return losses.priming_loss_from_activations(
-            taps.features()[:n], self.stimulus_means, self.layer_weights, self.distance,
-            channel_dims=taps.feature_dims()[:n], backend=self.backend,
-        )
+        acts, dims = taps.features()[:n], taps.feature_dims()[:n]
+        if self.per_frame:
+            acts, dims = [losses.frames_as_channels(z, d) for z, d in zip(acts, dims)], [1] * n
+        if self.mirror_means is not None:
+            feats = [losses.channel_means(z, d) for z, d in zip(acts, dims)]
+            return losses.mirrored_priming_loss(feats, self.stimulus_means, self.mirror_means, self.layer_weights,
+                                                self.distance)
+        return losses.priming_loss_from_activations(acts, self.stimulus_means, self.layer_weights, self.distance,
+                                                    channel_dims=dims, backend=self.backend)
 
 
 class TemporalCoherence(Term):
@@ -331,6 +345,8 @@ class LeapsObjective(Objective):
 
     model:          the inverted network (:class:`leaps.inversion.Network`); targets: B class indices.
     stimulus_means: per primed layer, the stimulus's channel means (1 x C_l or B x C_l).
+    priming_per_frame, mirror_means: time-resolved / mirror-aware priming (:class:`Priming`;
+                    NOT part of eq. (1)).
     layer_weights:  lambda_l per primed layer (:func:`leaps.losses.linear_layer_weights`).
     r:              the regulariser scale of R_coh and R_feat.
     verifier:       the BatchNorm network of R_feat; None drops R_feat.
@@ -345,9 +361,11 @@ class LeapsObjective(Objective):
                  distance: str = "jvs", margin: float = 1.0, token_grid: tuple[int, int] | None = None,
                  backend: str = "auto", use_ce: bool = True, use_priming: bool = True, use_coherence: bool = True,
                  use_feat: bool = True, prior_tv: float = 0.0, prior_tv_time: float = 1.0,
-                 extras: Sequence[Network] = (), extra_weight: float = 1.0):
+                 extras: Sequence[Network] = (), extra_weight: float = 1.0, priming_per_frame: bool = False,
+                 mirror_means: Sequence[Tensor] | None = None):
         ce = CrossEntropy(targets) if use_ce else NO_TERMS
-        prim = Priming(stimulus_means, layer_weights, distance, backend) if use_priming else NO_TERMS
+        prim = Priming(stimulus_means, layer_weights, distance, backend, per_frame=priming_per_frame,
+                       mirror_means=mirror_means) if use_priming else NO_TERMS
         coh = TemporalCoherence(margin, token_grid, model.spec, backend) if use_coherence else NO_TERMS
         feat = BNStatistics(model, verifier, backend) if use_feat and verifier is not None else NO_TERMS
 
@@ -363,9 +381,9 @@ class LeapsObjective(Objective):
     @classmethod
     def from_config(cls, cfg: InversionConfig, model: Network, verifier: Network | None, targets: Tensor,
                     stimulus_means: Sequence[Tensor], preset: tuple[float, float, float],
-                    extras: Sequence[Network] = ()) -> LeapsObjective:
-        """From an :class:`leaps.InversionConfig`, a (lambda_1, lambda_L, r) preset and the networks of
-        ``cfg.extra_models``."""
+                    extras: Sequence[Network] = (), mirror_means: Sequence[Tensor] | None = None) -> LeapsObjective:
+        """From an :class:`leaps.InversionConfig`, a (lambda_1, lambda_L, r) preset, the networks of
+        ``cfg.extra_models`` and, with ``cfg.priming_mirror``, the mirrored stimulus's features."""
         lambda_first, lambda_last, r = preset
         layer_weights = losses.linear_layer_weights(len(stimulus_means), lambda_first, lambda_last) \
             if stimulus_means else []
@@ -374,7 +392,8 @@ class LeapsObjective(Objective):
                    backend=cfg.backend, use_ce=cfg.use_ce, use_priming=cfg.use_priming,
                    use_coherence=cfg.use_coherence, use_feat=cfg.use_feat, prior_tv=cfg.prior_tv,
                    prior_tv_time=cfg.prior_tv_time, extras=extras,
-                   extra_weight=cfg.extra_weight)
+                   extra_weight=cfg.extra_weight, priming_per_frame=cfg.priming_per_frame,
+                   mirror_means=mirror_means)
 
 
 class DeepDreamObjective(Objective):
@@ -407,10 +426,10 @@ OBJECTIVE_CLASSES = {"leaps": LeapsObjective, "deepdream": DeepDreamObjective, "
 
 def build_objective(cfg: InversionConfig, model: Network, verifier: Network | None, targets: Tensor,
                     stimulus_means: Sequence[Tensor], preset: tuple[float, float, float],
-                    extras: Sequence[Network] = ()) -> Objective:
+                    extras: Sequence[Network] = (), mirror_means: Sequence[Tensor] | None = None) -> Objective:
     """The objective ``cfg.objective`` names, set up from ``cfg``. The baselines use no verifier
     (one given still reports its top-1 on the result); ``extras`` (the networks of
-    ``cfg.extra_models``) only LEAPS uses."""
-    if extras:
-        return LeapsObjective.from_config(cfg, model, verifier, targets, stimulus_means, preset, extras)
+    ``cfg.extra_models``) and ``mirror_means`` (``cfg.priming_mirror``) only LEAPS uses."""
+    if extras or mirror_means is not None:
+        return LeapsObjective.from_config(cfg, model, verifier, targets, stimulus_means, preset, extras, mirror_means)
     return OBJECTIVE_CLASSES[cfg.objective].from_config(cfg, model, verifier, targets, stimulus_means, preset)

@@ -10,14 +10,14 @@ import torch
 import leaps
 from leaps import augment, cli, engine, parameterization
 from leaps.config import InversionConfig
-from leaps.errors import LeapsError
+from leaps.errors import LeapsError, ShapeError
 from leaps.inversion import Network, _stimulus_features, prepare
 from leaps.models import build_model
 
 TINY = dict(steps=3, frames=4, size=16, progress=False)
 #: Every recipe field at its default, spelled out.
 DEFAULTS = dict(param="pixel", aug_scale=None, aug_rotate=0.0, aug_time_shift=0, coarse_to_fine=1, extra_models=(),
-                extra_weight=1.0)
+                extra_weight=1.0, priming_per_frame=False, priming_mirror=False)
 #: Each recipe switched on.
 ON = {
     "fourier": dict(param="fourier"),
@@ -28,6 +28,9 @@ ON = {
     "coarse_to_fine": dict(coarse_to_fine=2),
     "fourier_coarse_to_fine": dict(param="fourier", coarse_to_fine=2),
     "extra_models": dict(extra_models=("toy_r3d",)),
+    "priming_per_frame": dict(priming_per_frame=True),
+    "priming_mirror": dict(priming_mirror=True),
+    "priming_per_frame_mirror": dict(priming_per_frame=True, priming_mirror=True),
 }
 
 
@@ -134,6 +137,8 @@ def test_recipe_changes_the_result_validly_and_reproducibly(name, tiny_net, tiny
     (dict(extra_models="toy_r3d"), "extra_models"),
     (dict(extra_weight=-1.0), "extra_weight"),
     (dict(extra_models=("toy_r3d",), objective="am"), "extra_models"),
+    (dict(priming_per_frame=True, aug_time_shift=1), "priming_per_frame"),
+    (dict(priming_per_frame=True, coarse_to_fine=2), "priming_per_frame"),
 ])
 def test_bad_recipe_values_give_one_clear_error(fields, message):
     with pytest.raises(LeapsError, match=message):
@@ -318,6 +323,82 @@ def test_several_stimuli_prime_with_their_mean(toy_nets):
         assert torch.allclose(m, (ma + mb) / 2, atol=1e-6)
 
 
+# --------------------------------------------------------------------------------------------
+# priming per frame, and by the nearer of the stimulus and its mirror image
+# --------------------------------------------------------------------------------------------
+
+def test_frames_as_channels_gives_per_frame_channel_means():
+    from leaps.losses import channel_means, frames_as_channels
+
+    z = torch.randn(2, 3, 5, 4, 6, dtype=torch.float64)
+    per_frame = channel_means(frames_as_channels(z))
+    assert per_frame.shape == (2, 15)
+    assert torch.allclose(per_frame.view(2, 3, 5), z.mean(dim=(3, 4)))
+    # channels last (B x T x H x W x C) gives the same vector
+    assert torch.allclose(channel_means(frames_as_channels(z.permute(0, 2, 3, 4, 1), -1)), per_frame)
+    # the whole-clip means are the mean of the per-frame ones
+    assert torch.allclose(per_frame.view(2, 3, 5).mean(-1), channel_means(z))
+    with pytest.raises(ShapeError, match="5-D"):
+        frames_as_channels(torch.randn(2, 7, 3))
+
+
+def test_mirrored_priming_takes_the_nearer_target_per_video():
+    from leaps.losses import feature_distance, mirrored_priming_loss, priming_loss
+
+    gen = torch.Generator().manual_seed(0)
+    fx = [torch.rand(3, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    fv = [torch.rand(3, 4, generator=gen, dtype=torch.float64) for _ in range(2)]
+    fm = [torch.rand(3, 4, generator=gen, dtype=torch.float64) for _ in range(2)]
+    weights = [2.0, 0.5]
+    loss = mirrored_priming_loss(fx, fv, fm, weights)
+    by_hand = sum(w * torch.minimum(feature_distance(x, v), feature_distance(x, m)).mean()
+                  for x, v, m, w in zip(fx, fv, fm, weights)) / 2
+    assert torch.allclose(loss, by_hand)
+    # a mirror equal to the stimulus gives eq. (1) itself; x* equal to the mirror costs nothing
+    assert torch.allclose(mirrored_priming_loss(fx, fv, fv, weights), priming_loss(fx, fv, weights))
+    assert mirrored_priming_loss(fm, fv, fm, weights).abs() < 1e-7  # JVS eps
+    loss.backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in fx)
+    with pytest.raises(ShapeError, match="mirror"):
+        mirrored_priming_loss(fx, fv, [m[:, :3] for m in fm], weights)
+
+
+def test_mirror_features_are_those_of_the_flipped_stimulus(toy_nets):
+    net = Network.wrap(toy_nets[0], None, None)
+    cfg = InversionConfig(**TINY, priming_per_frame=True)
+    a = stimulus(0)
+    mirrored = _stimulus_features(net, [[a]], cfg, "cpu", mirror=True)
+    flipped = _stimulus_features(net, [[a.flip(-1)]], cfg, "cpu")
+    plain = _stimulus_features(net, [[a]], cfg, "cpu")
+    whole_clip = _stimulus_features(net, [[a]], InversionConfig(**TINY), "cpu")
+    for m, f, p, w in zip(mirrored, flipped, plain, whole_clip):
+        assert torch.equal(m, f) and not torch.equal(m, p)
+        assert p.shape[1] % w.shape[1] == 0 and p.shape[1] > w.shape[1]  # C_l T_l per-frame means
+        frames = p.shape[1] // w.shape[1]
+        assert torch.allclose(p.view(1, -1, frames).mean(-1), w, atol=1e-6)
+
+
+def test_priming_options_compute_their_formula(toy_nets):
+    from leaps.losses import channel_means, feature_distance, frames_as_channels
+
+    x = torch.randn(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    for per_frame, mirror in [(True, False), (False, True), (True, True)]:
+        inv = prepare(toy_nets[0], [1, 2], stimulus(), toy_nets[1],
+                      **TINY, priming_per_frame=per_frame, priming_mirror=mirror)
+        weight, prim = next((w, t) for w, t in inv.objective.terms.weighted if t.name == "prim")
+        assert weight == 1.0 and prim.per_frame == per_frame and (prim.mirror_means is not None) == mirror
+        with inv:
+            got = inv.objective(x, inv.model_taps, inv.verifier_taps)["prim"]
+            n = len(prim.layer_weights)
+            acts, dims = inv.model_taps.features()[:n], inv.model_taps.feature_dims()[:n]
+            feats = [channel_means(frames_as_channels(z, d)) if per_frame else channel_means(z, d)
+                     for z, d in zip(acts, dims)]
+        targets = prim.mirror_means if mirror else prim.stimulus_means
+        want = sum(lam * torch.minimum(feature_distance(f, v), feature_distance(f, m)).mean()
+                   for f, v, m, lam in zip(feats, prim.stimulus_means, targets, prim.layer_weights)) / n
+        assert torch.allclose(got, want, atol=1e-6), (per_frame, mirror)
+
+
 def test_demo_batch_gives_several_stimuli_a_class(tmp_path, monkeypatch):
     from leaps import demo, video
 
@@ -342,8 +423,11 @@ REQUIRED = ["invert", "--model", "toy_r3d", "--target", "0", "--out", "o"]
 
 def test_every_recipe_has_a_flag_that_parses_into_its_field():
     argv = REQUIRED + ["--param", "fourier", "--aug-scale", "0.9", "1.1", "--aug-rotate", "5", "--aug-time-shift", "1",
-                       "--coarse-to-fine", "2", "--extra-models", "toy_r3d", "toy_x3d", "--extra-weight", "0.5"]
+                       "--coarse-to-fine", "2", "--extra-models", "toy_r3d", "toy_x3d", "--extra-weight", "0.5",
+                       "--priming-mirror"]
     cfg = cli._config_from_args(cli.build_parser().parse_args(argv))
+    assert cfg.priming_mirror and not cfg.priming_per_frame
+    assert cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--priming-per-frame"])).priming_per_frame
     assert (cfg.param, cfg.aug_scale, cfg.aug_rotate, cfg.aug_time_shift, cfg.coarse_to_fine) == \
         ("fourier", (0.9, 1.1), 5.0, 1, 2)
     assert cfg.extra_models == ("toy_r3d", "toy_x3d") and cfg.extra_weight == 0.5
@@ -355,7 +439,8 @@ def test_help_lists_the_recipes(capsys):
         cli.main(["invert", "--help"])
     text = capsys.readouterr().out
     for flag in ("--param {pixel,fourier,rigid}", "--aug-scale LO HI", "--aug-rotate DEG", "--aug-time-shift K",
-                 "--coarse-to-fine N", "--extra-models NAME [NAME ...]", "--extra-weight"):
+                 "--coarse-to-fine N", "--extra-models NAME [NAME ...]", "--extra-weight", "--priming-per-frame",
+                 "--priming-mirror"):
         assert flag in text
 
 
