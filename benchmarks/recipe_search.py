@@ -4,11 +4,12 @@
     python -m benchmarks.recipes --recipes demo "lambda_first=8.1;r=0.0021" --seeds 0 1 2 3 4 5 6 7 8 9
 
 Each trial is the demo's inversion (benchmarks.recipes.run_one: the robust toy R3D inverted with
-verifier toy_x3d, one video per toy class, 200 steps) with the ``toy-demo`` preset's weights
+verifier toy_x3d, one video per toy class, 200 steps) with the demo preset's weights
 replaced by the trial's; its value is the judges' mean p(target) over the videos and ``--seeds``.
-The first trial is ``toy-demo`` itself. The judges never enter the objective of an inversion, but
-here they *select* weights: a selected point is only worth shipping once it beats ``toy-demo`` on
-other seeds (``benchmarks.recipes``, paired video by video), which this script prints the command
+The first trial is the demo's preset itself (``leaps.demo.DEMO_PRESET_NAME``; ``toy-demo`` when the
+search in benchmarks/results/recipe_search_trials.json ran). The judges never enter the objective of
+an inversion, but here they *select* weights: a selected point is only worth shipping once it beats
+the demo's preset on other seeds (``benchmarks.recipes``, paired video by video), which this script prints the command
 for. Trials are stored in an Optuna journal (``--out``/journal.log): a rerun with the same
 ``--out`` resumes; ``trials.json`` holds every trial's fields and per-judge scores.
 """
@@ -25,9 +26,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.recipes import DEFAULT_JUDGES, Networks, run_one
-from leaps.demo import DEMO_PRESET
+from leaps.demo import DEMO_PRESET, DEMO_PRESET_NAME
 
-#: field -> (low, high, log scale): the weights of toy-demo that the search moves, around its values.
+#: field -> (low, high, log scale): the weights of the demo's preset that the search moves, around its values.
 SPACE: dict[str, tuple[float, float, bool]] = {
     "lambda_first": (1.5, 20.0, True),
     "lambda_last": (0.3, 6.0, True),
@@ -40,7 +41,7 @@ SPACE: dict[str, tuple[float, float, bool]] = {
 
 
 def demo_point() -> dict[str, float]:
-    """toy-demo's value of every field of SPACE (the library default where the preset leaves one)."""
+    """The demo preset's value of every field of SPACE (the library default where the preset leaves one)."""
     from leaps.config import InversionConfig
 
     base = InversionConfig().replace(**DEMO_PRESET)
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     study = optuna.create_study(study_name="recipe_search", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=args.sampler_seed), load_if_exists=True)
     if not study.trials:
-        study.enqueue_trial(demo_point(), user_attrs={"name": "toy-demo"})
+        study.enqueue_trial(demo_point(), user_attrs={"name": DEMO_PRESET_NAME})
     nets = Networks(torch.device("cpu"))
     judges = {name: name for name in args.judges}
 
@@ -101,10 +102,10 @@ def main(argv=None) -> int:
         if remaining > 0:
             study.optimize(objective, n_trials=remaining, callbacks=[write])
     best = study.best_trial
-    demo = next((t for t in study.trials if t.user_attrs.get("name") == "toy-demo" and t.value is not None), None)
-    print(f"best trial {best.number}: {best.value:.4f}" + (f" (toy-demo: {demo.value:.4f})" if demo else ""))
+    demo = next((t for t in study.trials if t.user_attrs.get("name") == DEMO_PRESET_NAME and t.value is not None), None)
+    print(f"best trial {best.number}: {best.value:.4f}" + (f" ({DEMO_PRESET_NAME}: {demo.value:.4f})" if demo else ""))
     recipe = ";".join(f"{k}={v:.3g}" for k, v in best.params.items())
-    print("confirm on other seeds, paired against toy-demo:\n"
+    print(f"confirm on other seeds, paired against {DEMO_PRESET_NAME}:\n"
           f"  python -m benchmarks.recipes --recipes demo \"{recipe}\" --seeds 0 1 2 3 4 5 6 7 8 9 --threads 1")
     return 0
 

@@ -35,6 +35,7 @@ import torch
 from leaps.demo import DEMO_MODEL, DEMO_VERIFIER, at_demo_size, demo_batch, demo_config
 from leaps.inversion import Network, invert
 from leaps.models import build_model, get_spec
+from leaps.presets import named_preset
 from leaps.toy.judging import JUDGES, judge_probs, target_hits_and_probs
 
 #: name -> InversionConfig fields added to the demo's (``stimuli_per_class`` goes to demo_batch).
@@ -43,7 +44,10 @@ RECIPES: dict[str, dict] = {
     # the paper's recipe on the demo's networks: x* at 64^2 from unit noise, the model's Table S1-style
     # preset, default jitter, no TV prior (every DEMO_PRESET field back to the library default)
     "paper": dict(init_scale=1.0, r=None, lambda_first=None, lambda_last=None, prior_tv=0.0, size=64,
-                  model_input=None, verifier_input=None, jitter=None),
+                  model_input=None, verifier_input=None, jitter=None, priming_per_frame=False,
+                  priming_mirror=False),
+    # the demo's preset before toy-demo-frames: priming by whole-clip channel means, lambda 5 -> 1.5
+    "toy-demo": dict(named_preset("toy-demo"), priming_per_frame=False, priming_mirror=False),
     "fourier": dict(param="fourier"),
     "fourier lr 0.05": dict(param="fourier", lr=0.05),
     "aug": dict(aug_scale=(0.9, 1.1), aug_rotate=10.0, aug_time_shift=1),

@@ -29,9 +29,9 @@ DEMO_CLASS = "ring growing"
 DEMO_FRAMES, DEMO_SIZE = 8, 64
 DEMO_STIMULUS_SEED = 2023
 
-#: The demo's recipe: the named preset ``toy-demo`` (leaps/presets.py says why each field), the
-#: InversionConfig fields that differ from the library defaults.
-DEMO_PRESET_NAME = "toy-demo"
+#: The demo's recipe: the named preset ``toy-demo-frames`` (leaps/presets.py says why each field),
+#: the InversionConfig fields that differ from the library defaults.
+DEMO_PRESET_NAME = "toy-demo-frames"
 DEMO_PRESET = named_preset(DEMO_PRESET_NAME)
 
 

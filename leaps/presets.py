@@ -1,9 +1,29 @@
 """Named presets: InversionConfig fields under a name, accepted wherever a preset file is.
 
     leaps.invert(model, target, stimulus, verifier, preset="toy-demo")
-    leaps invert --model toy_r3d_robust --pretrained --preset toy-demo ...
+    leaps invert --model toy_r3d_robust --pretrained --preset toy-demo-frames ...
 
-``toy-demo`` is the recipe ``leaps demo`` runs on the 8 x 64^2 toy networks. It was chosen by the
+``toy-demo-frames`` is the recipe ``leaps demo`` runs on the 8 x 64^2 toy networks: ``toy-demo``
+(below) with two priming options beyond the paper and the priming weights doubled:
+
+* ``priming_per_frame``: eq. (1) on per-frame channel means, so frame t of x* is primed by frame t
+  of the stimulus. Averaged over the clip, a turning bar and a still cross have the same means;
+  per frame, the turn itself enters the prime;
+* ``priming_mirror``: the paper's augmentation flips x* left-right at random each step, and per
+  frame a flipped clockwise turn is an anticlockwise one, so each video is primed by the nearer of
+  the stimulus and its mirror image;
+* ``lambda`` 10 -> 3 (toy-demo's 5 -> 1.5 doubled): the per-frame prime is the stronger pull
+  towards the stimulus's motion.
+
+Chosen on seeds 0-4 against toy-demo, confirmed on seeds 5-9 (README, *Toy world*;
+benchmarks/results/recipe_priming_frames.json): the 2D judge's top-1 rises from 89 % to 95 %
+over seeds 0-9 (the rotating bar, toy-demo's usual miss, is recognised on 5 of 10 seeds instead
+of 2), the attention judge stays at 100 %. Per-frame priming without the mirror, the mirror
+without per-frame priming, and per-frame priming at lambda 5 -> 1.5 or 20 -> 6 were not better.
+Per-frame priming needs 5-D activations (3D CNNs) and refuses ``aug_time_shift`` and
+``coarse_to_fine``.
+
+``toy-demo`` was the demo's recipe before. It was chosen by the
 independent judges (leaps.toy.judges, never in the objective), against the paper's recipe on
 the same networks: measured on an H200 with ``fast=True`` over seeds 1-4, the paper's recipe at
 2000 steps reaches judge top-1 53 % (2D CNN) / 65 % (attention); this preset has 65 % / 83 % at
@@ -40,6 +60,10 @@ NAMED_PRESETS: dict[str, dict] = {
     "toy-demo": dict(init_scale=0.1, r=1e-3, lambda_first=5.0, lambda_last=1.5, prior_tv=1.0, size=32,
                      model_input=(8, 64), verifier_input=(8, 64), jitter=2),
 }
+# toy-demo primed frame by frame, by the nearer of the stimulus and its mirror image, with the priming
+# weights doubled (the per-frame prime carries the stimulus's motion; see the docstring above)
+NAMED_PRESETS["toy-demo-frames"] = dict(NAMED_PRESETS["toy-demo"], lambda_first=10.0, lambda_last=3.0,
+                                        priming_per_frame=True, priming_mirror=True)
 
 
 def named_preset(name: str) -> dict | None:

@@ -107,25 +107,25 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a name"):
         recipes.parse_recipe("no-such-recipe")
     out = tmp_path / "recipes.json"
-    assert recipes.main(["--recipes", "paper", "aug_time_shift=1", "--seeds", "0", "--steps", "1", "2",
+    assert recipes.main(["--recipes", "paper", "aug_rotate=5", "--seeds", "0", "--steps", "1", "2",
                          "--judges", "toy_judge_2d", "toy_x3d", "--json", str(out),
                          "--save-videos", str(tmp_path / "videos")]) == 0
     rows = json.loads(out.read_text())["rows"]
-    saved = torch.load(tmp_path / "videos" / "aug_time_shift_1_seed0_steps2.pt")
+    saved = torch.load(tmp_path / "videos" / "aug_rotate_5_seed0_steps2.pt")
     assert saved["video"].shape == (10, 3, 8, 64, 64) and saved["targets"] == rows[-1]["targets"]
     # the judge's top-1 class per video: a hit exactly where it is the target
     assert [c == t for c, t in zip(rows[-1]["videos"]["class toy_judge_2d"], rows[-1]["targets"])] \
         == rows[-1]["videos"]["hit toy_judge_2d"]
     assert [(r["recipe"], r["steps"], r["seed"]) for r in rows] == [
-        ("paper", 1, 0), ("paper", 2, 0), ("aug_time_shift=1", 1, 0), ("aug_time_shift=1", 2, 0)]
+        ("paper", 1, 0), ("paper", 2, 0), ("aug_rotate=5", 1, 0), ("aug_rotate=5", 2, 0)]
     for key in ("top1 toy_judge_2d", "p toy_judge_2d", "top1 toy_x3d", "p toy_x3d"):
         assert all(0.0 <= r[key] <= 1.0 for r in rows)
     assert all(len(r["videos"]["hit toy_judge_2d"]) == len(r["videos"]["p toy_x3d"]) == 10 for r in rows)
     assert all(r["top1 toy_judge_2d"] == sum(r["videos"]["hit toy_judge_2d"]) / 10 for r in rows)
     table = capsys.readouterr().out
-    assert "| aug_time_shift=1 | 2 |" in table and "| paper | 1 |" in table
+    assert "| aug_rotate=5 | 2 |" in table and "| paper | 1 |" in table
     # every recipe against the first, video by video
-    assert "paired against 'paper'" in table and "aug_time_shift=1 @ 2 steps, 1 seeds: toy_judge_2d: top-1" in table
+    assert "paired against 'paper'" in table and "aug_rotate=5 @ 2 steps, 1 seeds: toy_judge_2d: top-1" in table
     # every miss named by target class, seed and what the judge saw instead
     for r in rows:
         for hit, target, seen in zip(r["videos"]["hit toy_judge_2d"], r["targets"], r["videos"]["class toy_judge_2d"]):
@@ -133,11 +133,11 @@ def test_recipes_benchmark_scores_each_recipe_with_each_judge(tmp_path, capsys):
                 miss = f"{r['seed']}@{r['steps']} -> {TOY_CLASSES[seen]}"
                 assert f"{TOY_CLASSES[target]}: " in table and miss in table
     # a later run paired against the saved rows of the first recipe, without running it again
-    assert recipes.main(["--recipes", "aug_time_shift=1", "--seeds", "0", "--steps", "2",
+    assert recipes.main(["--recipes", "aug_rotate=5", "--seeds", "0", "--steps", "2",
                          "--judges", "toy_judge_2d", "toy_x3d", "--against", str(out)]) == 0
     again = capsys.readouterr().out
     assert "| paper |" not in again and "paired against 'paper [recipes.json]'" in again
-    assert "aug_time_shift=1 @ 2 steps, 1 seeds: toy_judge_2d: top-1 " in again
+    assert "aug_rotate=5 @ 2 steps, 1 seeds: toy_judge_2d: top-1 " in again
     with pytest.raises(SystemExit, match="not scored by toy_judge_attn"):
         recipes.main(["--recipes", "demo", "--seeds", "0", "--steps", "1", "--judges", "toy_judge_attn",
                       "--against", str(out)])
@@ -196,19 +196,21 @@ def test_preset_heldout_compares_shipped_and_tuned_on_the_same_seeds(tmp_path, c
         assert 0.0 <= test["paired_p"] <= 1.0 and 0.0 <= test["welch_p"] <= 1.0
 
 
-def test_recipe_search_starts_from_toy_demo_and_resumes(tmp_path, capsys):
+def test_recipe_search_starts_from_the_demo_preset_and_resumes(tmp_path, capsys):
     pytest.importorskip("optuna")
     from benchmarks import recipe_search
+    from leaps.demo import DEMO_PRESET, DEMO_PRESET_NAME
 
     point = recipe_search.demo_point()
-    assert point["lambda_first"] == 5.0 and point["r"] == 1e-3 and point["prior_tv"] == 1.0
+    assert point["lambda_first"] == DEMO_PRESET["lambda_first"] and point["r"] == 1e-3 and point["prior_tv"] == 1.0
+    assert point["margin"] == 1.0  # a field the preset leaves: the library default
     for name, (low, high, _) in recipe_search.SPACE.items():
-        assert low < point[name] < high, name  # toy-demo lies inside the searched box
+        assert low < point[name] < high, name  # the demo's preset lies inside the searched box
     args = ["--seeds", "0", "--steps", "1", "--judges", "toy_judge_2d", "--out", str(tmp_path), "--threads", "1"]
     assert recipe_search.main(["--trials", "2", *args]) == 0
     trials = json.loads((tmp_path / "trials.json").read_text())["trials"]
     assert len(trials) == 2
-    demo = next(t for t in trials if t.get("name") == "toy-demo")
+    demo = next(t for t in trials if t.get("name") == DEMO_PRESET_NAME)
     assert demo["number"] == 0 and demo["fields"] == pytest.approx(point)
     assert all(0 <= t["value"] <= 1 and 0 <= t["top1 toy_judge_2d"] <= 1 for t in trials)
     assert recipe_search.main(["--trials", "3", *args]) == 0  # resumes: one more trial, none repeated

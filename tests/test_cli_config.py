@@ -8,6 +8,7 @@ import pytest
 from leaps import cli
 from leaps.config import CliOption, InversionConfig
 from leaps.constants import AMP_MODES, BACKENDS, DISTANCES, LR_SCHEDULES, OBJECTIVES
+from leaps.errors import LeapsError
 
 REQUIRED = ["invert", "--model", "toy_r3d", "--target", "0", "--out", "o"]
 #: Flags of the config groups that are run options, not config fields.
@@ -241,6 +242,14 @@ def test_named_preset_everywhere_a_preset_file_goes(tmp_path, monkeypatch):
     assert cli._config_from_args(parse(REQUIRED + ["--preset", "toy-demo"])).model_input == (8, 64)
     with pytest.raises(PresetError, match="named presets: toy-demo"):
         InversionConfig(preset="toy-dmo")
+    # every named preset makes a valid config (the option checks run on it)
+    for name, fields in NAMED_PRESETS.items():
+        cfg = InversionConfig(preset=name).validate()
+        assert {k: getattr(cfg, k) for k in fields} == fields, name
+    frames = InversionConfig(preset="toy-demo-frames")
+    assert frames.priming_per_frame and frames.priming_mirror and frames.lambda_first == 2 * demo["lambda_first"]
+    with pytest.raises(LeapsError, match="aug_time_shift"):
+        InversionConfig(preset="toy-demo-frames", aug_time_shift=1).validate()
     # a file of tuple fields (JSON arrays) loads, and a file of the name wins over the named preset
     write_preset(tmp_path, {"model_input": [8, 64], "extra_models": ["toy_x3d"]}, name="toy-demo")
     from leaps.tune.preset import load_preset
