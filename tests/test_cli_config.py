@@ -90,8 +90,10 @@ def test_every_flag_reaches_the_config():
     changed = {f.name for f in dataclasses.fields(InversionConfig)
                if getattr(expected, f.name) != getattr(InversionConfig(), f.name)}
     # the test sets every flag (prior_tv and the extra models below: they add to the LEAPS objective only;
-    # --preset FILE: in test_preset_file_through_every_entry_point)
-    assert changed | {"prior_tv", "prior_tv_time", "extra_models", "extra_weight", "preset"} == {
+    # --preset FILE: in test_preset_file_through_every_entry_point; the priming flags refuse the
+    # --aug-time-shift and --coarse-to-fine set here: in tests/test_recipes.py)
+    assert changed | {"prior_tv", "prior_tv_time", "extra_models", "extra_weight", "preset",
+                      "priming_per_frame", "priming_mirror"} == {
         f.name for f, _ in cli.config_options()}
     assert cli._config_from_args(cli.build_parser().parse_args(REQUIRED + ["--prior-tv", "0.5"])).prior_tv == 0.5
     assert cli._config_from_args(cli.build_parser().parse_args(
