@@ -18,7 +18,7 @@
 Chosen on seeds 0-4 against toy-demo, confirmed on seeds 5-9 (README, *Toy world*;
 benchmarks/results/recipe_priming_frames.json): the 2D judge's top-1 rises from 89 % to 95 %
 over seeds 0-9 (the rotating bar, toy-demo's usual miss, is recognised on 5 of 10 seeds instead
-of 2), the attention judge stays at 100 %. Per-frame priming without the mirror, the mirror
+of 2); the attention judge is level (99 % -> 100 %). Per-frame priming without the mirror, the mirror
 without per-frame priming, and per-frame priming at lambda 5 -> 1.5 or 20 -> 6 were not better.
 Per-frame priming needs 5-D activations (3D CNNs) and refuses ``aug_time_shift`` and
 ``coarse_to_fine``.
