@@ -35,6 +35,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -126,19 +127,31 @@ def priming_loss(
     :func:`priming_loss_from_activations`.
     """
     _check_backend(backend)
-    if not (len(feats_x) == len(feats_v) == len(weights)) or len(feats_x) == 0:
+    return _nearest_priming(feats_x, {"stimulus": feats_v}, weights, distance)
+
+
+def _nearest_priming(feats_x, references: dict, weights, distance: str) -> torch.Tensor:
+    """``(1/L) sum_l lambda_l mean_b min_r d(mu_l(x*_b), mu_l(r)_b)`` over the named feature lists
+    ``references`` (name -> per-layer features): eq. (1) against the nearest of them (one: the
+    paper's term, bit for bit)."""
+    if len(feats_x) == 0 or any(len(f) != len(feats_x) for f in (*references.values(), weights)):
         raise ShapeError(
-            f"priming_loss needs as many stimulus features and weights as layers "
-            f"(got {len(feats_x)} / {len(feats_v)} / {len(weights)}, at least 1)"
+            f"priming needs as many features of the {' and '.join(references)} and weights as layers (got "
+            f"{len(feats_x)} / " + " / ".join(str(len(f)) for f in references.values())
+            + f" / {len(weights)}, at least 1)"
         )
     total = feats_x[0].new_zeros((), dtype=torch.float32 if feats_x[0].dtype != torch.float64 else torch.float64)
-    for l, (fx, fv, lam) in enumerate(zip(feats_x, feats_v, weights)):
-        if fx.dim() != 2 or fv.dim() != 2 or fx.shape[1] != fv.shape[1]:
+    for l, (fx, lam) in enumerate(zip(feats_x, weights)):
+        refs = [f[l] for f in references.values()]
+        if fx.dim() != 2 or any(fv.dim() != 2 or fv.shape != refs[0].shape or fx.shape[1] != fv.shape[1]
+                                for fv in refs):
             raise ShapeError(
-                f"priming layer {l}: expected B x C features for both inputs, got "
-                f"{tuple(fx.shape)} and {tuple(fv.shape)}"
+                f"priming layer {l}: expected B x C features for x* and the {' and '.join(references)}, got "
+                + ", ".join(str(tuple(t.shape)) for t in (fx, *refs))
             )
-        total = total + lam * feature_distance(fx.to(total.dtype), fv.to(total.dtype), distance).mean()
+        fx = fx.to(total.dtype)
+        near = functools.reduce(torch.minimum, [feature_distance(fx, fv.to(total.dtype), distance) for fv in refs])
+        total = total + lam * near.mean()
     return total / len(feats_x)
 
 
@@ -212,23 +225,7 @@ def mirrored_priming_loss(
     two views of x* to opposite motions. ``feats_mirror[l]`` holds the mirrored stimulus's
     features, shaped as ``feats_v[l]``. Not in the paper (an option, ``priming_mirror``).
     """
-    if not (len(feats_x) == len(feats_v) == len(feats_mirror) == len(weights)) or len(feats_x) == 0:
-        raise ShapeError(
-            f"mirrored priming needs as many stimulus, mirror features and weights as layers "
-            f"(got {len(feats_x)} / {len(feats_v)} / {len(feats_mirror)} / {len(weights)}, at least 1)"
-        )
-    total = feats_x[0].new_zeros((), dtype=torch.float32 if feats_x[0].dtype != torch.float64 else torch.float64)
-    for l, (fx, fv, fm, lam) in enumerate(zip(feats_x, feats_v, feats_mirror, weights)):
-        if fx.dim() != 2 or fv.shape != fm.shape or fv.dim() != 2 or fx.shape[1] != fv.shape[1]:
-            raise ShapeError(
-                f"mirrored priming layer {l}: expected B x C features for x*, the stimulus and its mirror, got "
-                f"{tuple(fx.shape)}, {tuple(fv.shape)} and {tuple(fm.shape)}"
-            )
-        fx = fx.to(total.dtype)
-        near = torch.minimum(feature_distance(fx, fv.to(total.dtype), distance),
-                             feature_distance(fx, fm.to(total.dtype), distance))
-        total = total + lam * near.mean()
-    return total / len(feats_x)
+    return _nearest_priming(feats_x, {"stimulus": feats_v, "mirror image": feats_mirror}, weights, distance)
 
 
 # --------------------------------------------------------------------------------------------
